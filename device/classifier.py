@@ -7,7 +7,10 @@ same code serves float32, float16, dynamic-range and full-integer (uint8/int8) m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -56,6 +59,24 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide what the native runtime prints to fd 2 while it starts ("Created ... XNNPACK delegate")."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class Classifier:
     """Owns one TFLite interpreter for one bundle. Not thread-safe: one caller at a time."""
 
@@ -64,8 +85,9 @@ class Classifier:
         runtime_name, interpreter_cls = interpreter_class()
         self.runtime = runtime_name
         try:
-            self._interpreter = interpreter_cls(model_path=str(bundle.model_path), num_threads=threads)
-            self._interpreter.allocate_tensors()
+            with _native_stderr_silenced():
+                self._interpreter = interpreter_cls(model_path=str(bundle.model_path), num_threads=threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BundleError(f"{bundle.path}: the model cannot be loaded ({first_line})") from None

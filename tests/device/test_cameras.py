@@ -12,6 +12,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import pytest
+
 from smartbin.device.cameras import (
     SAMPLES_DIR,
     Camera,

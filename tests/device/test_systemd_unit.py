@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from smartbin.device.cli import build_parser
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"

@@ -1,0 +1,63 @@
+"""Where an item goes: top-1 label, confidence threshold, fallback compartment, no-move labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .bundle import Bundle
+from .classifier import Prediction
+from .config import NO_COMPARTMENT, Config, SortingConfig
+from .errors import BundleError
+
+# Why an item went where it went (stored with every event).
+SORTED = "sorted"  # confident and mapped: its own compartment
+LOW_CONFIDENCE = "low_confidence"  # below the threshold: the fallback compartment
+UNMAPPED = "unmapped"  # a label mapped to "none" (e.g. an empty bin): no move
+UNKNOWN_LABEL = "unknown_label"  # a label the config does not mention: the fallback compartment
+NO_FRAME = "no_frame"  # nothing could be classified: the fallback compartment
+
+
+@dataclass(frozen=True)
+class Decision:
+    compartment: str | None  # None: the servos do not move
+    reason: str
+
+
+def decide(prediction: Prediction | None, sorting: SortingConfig) -> Decision:
+    """The compartment for one item, or None to leave the servos where they are."""
+    if prediction is None:
+        return Decision(sorting.fallback, NO_FRAME)
+    if prediction.confidence < sorting.threshold:
+        return Decision(sorting.fallback, LOW_CONFIDENCE)
+    target = sorting.labels.get(prediction.label)
+    if target is None:
+        return Decision(sorting.fallback, UNKNOWN_LABEL)
+    if target == NO_COMPARTMENT:
+        return Decision(None, UNMAPPED)
+    return Decision(target, SORTED)
+
+
+def check_bundle_fits(bundle: Bundle, config: Config) -> None:
+    """Refuse a bundle whose labels cannot fill the bin's compartments (one-line BundleError).
+
+    Every compartment except the fallback must receive at least one of the bundle's labels;
+    labels mapped to a compartment must exist in the bundle. Labels the config maps to
+    ``"none"`` may be missing (a model without an ``empty`` class is fine).
+    """
+    mapping = config.sorting.labels
+    labels = set(bundle.labels)
+    missing = sorted(
+        label for label, target in mapping.items() if target != NO_COMPARTMENT and label not in labels
+    )
+    if missing:
+        raise BundleError(
+            f"{bundle.path}: model {bundle.version} has no label {', '.join(missing)} "
+            f"(its labels: {', '.join(bundle.labels)}); the config sorts by those labels"
+        )
+    filled = {mapping[label] for label in labels if label in mapping}
+    empty = sorted(set(config.compartments) - filled - {config.sorting.fallback})
+    if empty:
+        raise BundleError(
+            f"{bundle.path}: model {bundle.version} sends no label to compartment {', '.join(empty)} "
+            f"(its labels: {', '.join(bundle.labels)}); fix [sorting.labels] or use another model"
+        )
