@@ -1,0 +1,209 @@
+"""``smartbin store ...``: the bin-side half of deploy, run on the bin over SSH (or by hand).
+
+Each sub-command prints one JSON object with ``--json`` (what ``smartbin deploy`` reads) or a
+short human summary, and fails with one ``smartbin: error:`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from smartbin.device.config import Config, default_config_path, load_config
+from smartbin.device.errors import SmartbinError
+from smartbin.device.store import ModelStore, Switch, verify_bundle
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config or default_config_path())
+
+
+def _store(args: argparse.Namespace, config: Config) -> ModelStore:
+    return ModelStore(args.models_dir or config.paths.models_dir)
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
+    print(json.dumps(data, sort_keys=True) if args.json else text)
+    return 0
+
+
+def _paths(config: Config) -> dict[str, Any]:
+    p = config.paths
+    return {
+        "config": str(config.source) if config.source else None,
+        "state_dir": str(p.state_dir),
+        "events_db": str(p.events_db),
+        "events_db_exists": p.events_db.is_file(),
+        "images_dir": str(p.images_dir),
+    }
+
+
+def listing_text(data: dict[str, Any]) -> str:
+    """The human table of a store listing (``store list`` and ``smartbin models``)."""
+    lines = [f"models in {data['models_dir']}"]
+    if not data["versions"]:
+        lines.append("  (none; the bin runs its bundled default model)")
+    for v in data["versions"]:
+        mark = (
+            "live"
+            if v["version"] == data["current"]
+            else "previous"
+            if v["version"] == data["previous"]
+            else ""
+        )
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(v["installed"]))
+        what = f"{v['quantization']:<8} {','.join(v['labels'])}" if v["ok"] else f"BROKEN: {v['error']}"
+        lines.append(
+            f"{'*' if mark == 'live' else ' '} {v['version']:<36} installed {when}  {what}  {mark}".rstrip()
+        )
+    if data["leftovers"]:
+        lines.append(f"  leftovers of interrupted uploads: {len(data['leftovers'])} ('smartbin store clean')")
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    config = _config(args)
+    data = {**_store(args, config).to_json(), "paths": _paths(config)}
+    return _emit(args, data, listing_text(data))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    bundle = verify_bundle(Path(args.path), _config(args), expected_sha256=args.sha256)
+    data = {"version": bundle.version, "sha256": bundle.sha256, "labels": list(bundle.labels), "ok": True}
+    return _emit(args, data, f"{bundle.path}: {bundle.version} is fine for this bin")
+
+
+def _switched(args: argparse.Namespace, switch: Switch) -> int:
+    words = {
+        "activated": f"{switch.current} is live (previous: {switch.previous or 'none'})",
+        "already-current": f"{switch.current} was already live; nothing changed",
+        "repaired": f"{switch.current} is live again (its damaged copy was replaced)",
+        "rolled-back": f"rolled back: {switch.current or 'the bundled default model'} is live "
+        f"(previous: {switch.previous})",
+    }
+    return _emit(args, switch.to_json(), words[switch.action])
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store = _store(args, config)
+    if args.upload:
+        switch = store.install_upload(args.upload, config, expected_sha256=args.sha256)
+    elif args.version:
+        switch = store.activate(args.version, config)
+    else:
+        raise SmartbinError("name a VERSION to activate, or --upload NAME")
+    if args.keep is not None:
+        store.clean(keep=args.keep)
+    return _switched(args, switch)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    config = _config(args)
+    return _switched(args, _store(args, config).rollback(config))
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store = _store(args, config)
+    removed = store.clean(keep=args.keep)
+    data = {**store.to_json(), "removed": removed, "paths": _paths(config)}
+    return _emit(
+        args, data, f"removed {len(removed)}: {', '.join(removed)}" if removed else "nothing to clean"
+    )
+
+
+def cmd_export_events(args: argparse.Namespace) -> int:
+    """Copy the event log with SQLite's backup API: consistent even while the daemon writes."""
+    db = _config(args).paths.events_db
+    if not db.is_file():
+        raise SmartbinError(f"no event log at {db} yet; the daemon has not recorded an item")
+    fd, tmp = tempfile.mkstemp(
+        prefix=".events-export-", suffix=".db", dir=None if args.out == "-" else Path(args.out).parent
+    )
+    os.close(fd)
+    try:
+        src = sqlite3.connect(db, timeout=30)
+        dst = sqlite3.connect(tmp)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        if args.out == "-":
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            os.replace(tmp, args.out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return 0
+
+
+def _os_errors_as_one_line(func: Any) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise SmartbinError(
+                f"{where}{exc.strerror or exc}; run as root or as a member of the model store's group"
+            ) from None
+
+    return handler
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "store",
+        help="the model store on this bin (what 'smartbin deploy' runs remotely)",
+        description="Inspect and change the model store on this bin: versions side by side, "
+        "'current' and 'previous' symlinks switched atomically.",
+    )
+    subs = parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+
+    def add(name: str, help: str, func: Any) -> argparse.ArgumentParser:
+        sub = subs.add_parser(name, help=help, description=help)
+        func = _os_errors_as_one_line(func)
+        sub.add_argument(
+            "--config", type=Path, help="bin config (default: $SMARTBIN_CONFIG, /etc/smartbin/config.toml)"
+        )
+        sub.add_argument(
+            "--models-dir", type=Path, help="the model store (default: paths.models_dir of the config)"
+        )
+        sub.add_argument("--json", action="store_true", help="print one JSON object")
+        sub.set_defaults(func=func)
+        return sub
+
+    add("list", "list the versions in the store and which is live", cmd_list)
+    sub = add("verify", "check a bundle as activation would (checksum, labels, one inference)", cmd_verify)
+    sub.add_argument("path", help="bundle directory")
+    sub.add_argument("--sha256", help="the model sha256 the sender computed")
+    sub = add("activate", "check a version (or an upload) and make it live", cmd_activate)
+    sub.add_argument("version", nargs="?", help="a version already in the store")
+    sub.add_argument(
+        "--upload", metavar="NAME", help="an uploaded bundle .upload-<version>-<token> in the store"
+    )
+    sub.add_argument("--sha256", help="the model sha256 the sender computed")
+    sub.add_argument("--keep", type=int, metavar="N", help="then prune as 'clean --keep N' does")
+    add("rollback", "make the previous version live again", cmd_rollback)
+    sub = add("clean", "remove leftovers of interrupted uploads (and old versions with --keep)", cmd_clean)
+    sub.add_argument(
+        "--keep",
+        type=int,
+        metavar="N",
+        help="also remove all but the N newest versions besides current and previous",
+    )
+    sub = add(
+        "export-events", "copy the event log safely while the daemon runs (SQLite backup)", cmd_export_events
+    )
+    sub.add_argument("--out", default="-", help="file to write ('-': standard output, the default)")

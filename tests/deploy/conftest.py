@@ -1,0 +1,255 @@
+"""A real OpenSSH server on 127.0.0.1 and "bins" that are model stores on this machine.
+
+The session starts ``sshd -D`` on a free port with a temporary host key, authorized_keys and
+config, running as the current user. Clients use a temporary ssh config (``-F``), key and
+known_hosts, so the user's own ~/.ssh is never read or written. Each bin is an ssh alias whose
+``SetEnv SMARTBIN_CONFIG=...`` points the remote ``smartbin`` at that bin's config (its own
+model store and state directory), so many bins share one sshd.
+
+Without sshd the tests are skipped, unless SMARTBIN_REQUIRE_SSHD=1 (CI), where that fails.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE_MODELS = REPO / "tests" / "fixtures" / "models"
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SMARTBIN = str(Path(sys.executable).parent / "smartbin")
+FAKE_DAEMON = Path(__file__).with_name("fake_daemon.py")
+
+
+def _need(tool: str) -> None:
+    if os.environ.get("SMARTBIN_REQUIRE_SSHD") == "1":
+        pytest.fail(
+            f"{tool} is not installed but SMARTBIN_REQUIRE_SSHD=1 (install openssh-server openssh-client rsync)"
+        )
+    pytest.skip(f"{tool} is not installed (apt install openssh-server openssh-client rsync)")
+
+
+@dataclass
+class Sshd:
+    port: int
+    dir: Path
+    user: str
+    client_key: Path
+    known_hosts: Path
+    host_key_line: str
+    log: list[str]  # sshd's own log lines, as they come
+
+    def logins(self) -> int:
+        return sum("Accepted publickey" in line for line in self.log)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "smartbin-test", "-f", str(path)], check=True
+    )
+
+
+def start_sshd(d: Path) -> tuple[Sshd, subprocess.Popen]:
+    """Start sshd on a free port with fresh keys in ``d``; return it once it listens."""
+    d.mkdir(parents=True, exist_ok=True)
+    _keygen(d / "host_key")
+    _keygen(d / "client_key")
+    shutil.copy(d / "client_key.pub", d / "authorized_keys")
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {d}/host_key
+PidFile {d}/sshd.pid
+AuthorizedKeysFile {d}/authorized_keys
+StrictModes no
+UsePAM no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AcceptEnv SMARTBIN_CONFIG
+Subsystem sftp internal-sftp
+MaxStartups 100:30:200
+MaxSessions 100
+LogLevel INFO
+"""
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    listening = threading.Event()
+    log: list[str] = []
+
+    def drain() -> None:
+        for line in proc.stderr:
+            log.append(line)
+            if "Server listening" in line:
+                listening.set()
+        listening.set()  # sshd exited: stop waiting
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not listening.wait(20) or proc.poll() is not None:
+        proc.kill()
+        raise RuntimeError("sshd did not start: " + "".join(log[-5:]))
+    host_key = (d / "host_key.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    sshd = Sshd(
+        port, d, getpass.getuser(), d / "client_key", d / "known_hosts", f"{host_key[0]} {host_key[1]}", log
+    )
+    return sshd, proc
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    for tool in (SSHD, "ssh", "scp", "ssh-keygen", "rsync"):
+        if not shutil.which(tool) and not os.access(tool, os.X_OK):
+            _need(tool)
+    try:
+        server, proc = start_sshd(tmp_path_factory.mktemp("sshd"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class Bin:
+    alias: str
+    dir: Path
+    config: Path
+
+    @property
+    def models(self) -> Path:
+        return self.dir / "models"
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state"
+
+    @property
+    def current(self) -> str | None:
+        link = self.models / "current"
+        return os.readlink(link) if link.is_symlink() else None
+
+
+@dataclass
+class Fleet:
+    bins: list[Bin]
+    ssh_config: Path
+    sshd: Sshd
+    smartbin: str = SMARTBIN  # the "remote" smartbin: this venv's
+
+    def ssh_args(self) -> list[str]:
+        return ["--ssh-config", str(self.ssh_config), "--remote-smartbin", self.smartbin]
+
+    def reload_command(self) -> str:
+        """A reload that does what the daemon does on SIGHUP and writes status.json (fake_daemon.py)."""
+        return shlex.join([sys.executable, str(FAKE_DAEMON), "--pid", str(os.getpid())])
+
+    def write_ssh_config(self, path: Path, aliases: dict[str, Path | None], **changes) -> Path:
+        """Another client config for the same sshd (other known_hosts, port or user)."""
+        path.write_text(ssh_config_text(self.sshd, aliases, **changes))
+        return path
+
+
+def write_bin_config(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "config.toml"
+    config.write_text(
+        f'[paths]\nstate_dir = "{directory}/state"\nmodels_dir = "{directory}/models"\n'
+        f'images_dir = "{directory}/images"\nevents_db = "{directory}/events.db"\n'
+    )
+    return config
+
+
+def ssh_config_text(
+    sshd: Sshd, aliases: dict[str, Path | None], *, known_hosts: Path | None = None, port=None, user=None
+) -> str:
+    blocks = []
+    for alias, config in aliases.items():
+        lines = [f"Host {alias}"]
+        if config is not None:
+            lines.append(f"    SetEnv SMARTBIN_CONFIG={config}")
+        blocks.append("\n".join(lines))
+    blocks.append(
+        f"""Host *
+    HostName 127.0.0.1
+    Port {port or sshd.port}
+    User {user or sshd.user}
+    IdentityFile {sshd.client_key}
+    IdentitiesOnly yes
+    UserKnownHostsFile {known_hosts or sshd.known_hosts}
+    GlobalKnownHostsFile /dev/null
+    LogLevel ERROR
+"""
+    )
+    return "\n".join(blocks)
+
+
+def build_fleet(sshd: Sshd, directory: Path, n: int) -> Fleet:
+    """n bins (aliases bin1..binN) under ``directory``, each with its own config and model store."""
+    bins = []
+    for i in range(1, n + 1):
+        d = directory / f"bin{i}"
+        bins.append(Bin(f"bin{i}", d, write_bin_config(d)))
+    ssh_config = directory / "ssh_config"
+    ssh_config.write_text(ssh_config_text(sshd, {b.alias: b.config for b in bins}))
+    return Fleet(bins, ssh_config, sshd)
+
+
+@pytest.fixture
+def make_fleet(sshd: Sshd, tmp_path: Path):
+    """``make_fleet(n)``: see :func:`build_fleet`."""
+    return lambda n=1: build_fleet(sshd, tmp_path, n)
+
+
+@pytest.fixture
+def fleet(make_fleet) -> Fleet:
+    return make_fleet(1)
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path):
+    """``bundle_copy(name, **manifest_changes)``: a copy of a fixture bundle to modify."""
+    import itertools
+    import json
+
+    counter = itertools.count()
+
+    def copy(name: str, **changes) -> Path:
+        dst = tmp_path / "bundles" / f"{name}-{next(counter)}"
+        shutil.copytree(FIXTURE_MODELS / name, dst)
+        if changes:
+            manifest = json.loads((dst / "manifest.json").read_text())
+            manifest.update(changes)
+            (dst / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        return dst
+
+    return copy

@@ -1,0 +1,291 @@
+"""``smartbin deploy`` against a real sshd: each bin is a model store on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from smartbin.device.cli import main
+from smartbin.device.state import read_status
+
+FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+
+C3 = FIXTURE_MODELS / "colour3-int8"
+C3F = FIXTURE_MODELS / "colour3-float32"
+C4 = FIXTURE_MODELS / "colour4-int8"
+
+
+def deploy(
+    fleet, capsys, *args: str, reload: str | None = None, health: str = "20"
+) -> tuple[int, list[str], str]:
+    hosts = [b.alias for b in fleet.bins]
+    reload = fleet.reload_command() if reload is None else reload
+    code = main(
+        ["deploy", *args, *hosts, *fleet.ssh_args(), "--reload-command", reload, "--health-timeout", health]
+    )
+    out = capsys.readouterr()
+    return code, out.out.strip().splitlines(), out.err
+
+
+def result(lines: list[str], host: str) -> str:
+    (line,) = [x for x in lines if x.startswith(f"{host}: ")]
+    return line
+
+
+def test_first_deploy_then_redeploy_is_a_no_op(fleet, capsys):
+    b = fleet.bins[0]
+    code, lines, _ = deploy(fleet, capsys, str(C3))
+    assert code == 0, lines
+    assert "bin1: deployed: colour3-int8-1 is live, daemon runs colour3-int8-1" in lines[0]
+    assert b.current == "colour3-int8-1"
+    assert read_status(b.state)["model_version"] == "colour3-int8-1"
+    assert not [p for p in os.listdir(b.models) if p.startswith(".upload-")]
+
+    mtime = (b.models / "colour3-int8-1").stat().st_mtime_ns
+    code, lines, _ = deploy(fleet, capsys, str(C3))
+    assert code == 0
+    assert result(lines, "bin1").startswith("bin1: already current: colour3-int8-1 is already live")
+    assert (b.models / "colour3-int8-1").stat().st_mtime_ns == mtime
+
+    code, lines, _ = deploy(fleet, capsys, str(C4))
+    assert code == 0, lines
+    assert "deployed: colour4-int8-1 is live" in lines[0] and "(previous: colour3-int8-1)" in lines[0]
+    assert b.current == "colour4-int8-1"
+    assert os.readlink(b.models / "previous") == "colour3-int8-1"
+
+
+def test_dry_run_changes_nothing(fleet, capsys):
+    code, lines, _ = deploy(fleet, capsys, "--dry-run", str(C3))
+    assert code == 0
+    assert "would deploy: upload" in lines[0]
+    assert fleet.bins[0].current is None
+    assert not (fleet.bins[0].models / "colour3-int8-1").exists()
+
+
+def test_corrupted_bundle_is_refused_and_old_model_stays(fleet, capsys, bundle_copy):
+    deploy(fleet, capsys, str(C3))
+    bad = bundle_copy("colour4-int8")
+    data = bytearray((bad / "model.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "model.tflite").write_bytes(bytes(data))
+    code, _, err = deploy(fleet, capsys, str(bad))
+    assert code == 1
+    assert "corrupt or truncated" in err and err.count("\n") == 1
+    assert fleet.bins[0].current == "colour3-int8-1"
+
+
+def test_a_copy_damaged_on_the_way_is_refused_by_the_bin(fleet, capsys, tmp_path):
+    deploy(fleet, capsys, str(C3))
+    b = fleet.bins[0]
+    # The bin's smartbin, behind a wrapper that damages the upload before activation looks at it.
+    wrapper = tmp_path / "smartbin-damaging"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case "$a" in .upload-*)\n'
+        f'  printf X | dd of="{b.models}/$a/model.tflite" bs=1 seek=100 conv=notrunc 2>/dev/null;;\n'
+        "esac; done\n"
+        f'exec {fleet.smartbin} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    code = main(
+        ["deploy", str(C4), "bin1", "--ssh-config", str(fleet.ssh_config), "--remote-smartbin", str(wrapper)]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert lines[0].startswith("bin1: refused: ") and "model.tflite is corrupt or truncated" in lines[0]
+    assert b.current == "colour3-int8-1"
+    assert not (b.models / "colour4-int8-1").exists()
+    assert not [p for p in os.listdir(b.models) if p.startswith(".upload-")]
+
+
+def test_labels_that_do_not_fit_the_bin_are_refused_by_the_bin(fleet, capsys, bundle_copy):
+    deploy(fleet, capsys, str(C3))
+    odd = bundle_copy("colour3-int8", labels=["can", "glass", "paper"], version="paper-1")
+    code, lines, _ = deploy(fleet, capsys, str(odd))
+    assert code == 1
+    assert result(lines, "bin1").startswith("bin1: refused: ")
+    assert "has no label plastic" in lines[0]
+    b = fleet.bins[0]
+    assert b.current == "colour3-int8-1"
+    assert not (b.models / "paper-1").exists()
+    assert not [p for p in os.listdir(b.models) if p.startswith(".upload-")]
+
+
+def test_failed_health_check_rolls_back(fleet, capsys):
+    deploy(fleet, capsys, str(C3))
+    code, lines, _ = deploy(
+        fleet, capsys, str(C4), reload="true", health="3"
+    )  # a reload the daemon never sees
+    b = fleet.bins[0]
+    assert code == 1
+    line = result(lines, "bin1")
+    assert line.startswith(
+        "bin1: rolled back: health check failed after 3 s: daemon still runs colour3-int8-1"
+    )
+    assert re.search(r"; back to colour3-int8-1 \(reloaded\) \(\d+\.\d s\)$", line), line
+    assert b.current == "colour3-int8-1"
+
+
+def test_failed_first_deploy_falls_back_to_the_bundled_default(fleet, capsys):
+    code, lines, _ = deploy(fleet, capsys, str(C3), reload="false")
+    assert code == 1
+    assert lines[0].startswith("bin1: rolled back: 'false' failed on bin1 (exit 1); ")
+    assert "; back to the bundled default model, but the reload failed too: 'false' failed" in lines[0]
+    assert fleet.bins[0].current is None
+
+
+def test_three_hosts_one_fails(make_fleet, capsys, tmp_path):
+    fleet = make_fleet(3)
+    # bin2's config sorts by a label no fixture model has: the bin refuses the bundle.
+    cfg = fleet.bins[1].config
+    cfg.write_text(
+        cfg.read_text()
+        + '[sorting.labels]\ncan = "can"\nglass = "glass"\nplastic = "plastic"\nmetal = "can"\n'
+    )
+    code, lines, err = deploy(fleet, capsys, "--jobs", "3", str(C3))
+    assert code == 1
+    assert len(lines) == 3
+    assert "deployed" in result(lines, "bin1") and "deployed" in result(lines, "bin3")
+    assert "refused" in result(lines, "bin2") and "has no label metal" in result(lines, "bin2")
+    assert "1 of 3 bins failed" in err
+    assert [b.current for b in fleet.bins] == ["colour3-int8-1", None, "colour3-int8-1"]
+
+
+def test_rollback_command_and_models_listing(fleet, capsys):
+    deploy(fleet, capsys, str(C3))
+    deploy(fleet, capsys, str(C3F))
+    code = main(["models", "bin1", *fleet.ssh_args()])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "bin1: models in" in out
+    live = [x for x in out.splitlines() if x.startswith("*")]
+    assert len(live) == 1 and "colour3-float32-1" in live[0] and live[0].endswith("live")
+    assert any("colour3-int8-1" in x and x.endswith("previous") for x in out.splitlines())
+
+    code, lines, _ = deploy(fleet, capsys, "--rollback")
+    assert code == 0, lines
+    assert lines[0].startswith("bin1: rolled back: colour3-int8-1 is live, daemon runs colour3-int8-1")
+    b = fleet.bins[0]
+    assert b.current == "colour3-int8-1" and os.readlink(b.models / "previous") == "colour3-float32-1"
+
+
+def test_leftovers_of_an_interrupted_upload_are_cleaned(fleet, capsys):
+    b = fleet.bins[0]
+    deploy(fleet, capsys, str(C3))
+    half = b.models / ".upload-colour4-int8-1-deadbeef"
+    shutil.copytree(C4, half)
+    (half / "model.tflite").write_bytes(b"\0" * 10)  # the transfer died here
+    assert b.current == "colour3-int8-1"
+    code, _, _ = deploy(fleet, capsys, str(C3F))
+    assert code == 0
+    assert not half.exists()
+
+
+def test_unknown_host_key_is_refused_unless_accepted(fleet, capsys, tmp_path):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    cfg = fleet.write_ssh_config(
+        tmp_path / "ssh_config_unknown", {"bin1": fleet.bins[0].config}, known_hosts=empty
+    )
+    args = ["--ssh-config", str(cfg), "--remote-smartbin", fleet.ssh_args()[3]]
+    code = main(["deploy", str(C3), "bin1", *args, "--reload-command", ""])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert lines == [lines[0]] and lines[0].startswith("bin1: refused: the host key of bin1 is not known")
+    assert fleet.bins[0].current is None
+
+    code = main(["deploy", str(C3), "bin1", *args, "--reload-command", "", "--accept-new-host-key"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0, lines
+    assert "not reloaded" in lines[0]
+    assert fleet.sshd.host_key_line in empty.read_text()
+
+
+def test_unreachable_host_and_wrong_user_are_one_line_errors(fleet, capsys, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    down = fleet.write_ssh_config(tmp_path / "ssh_config_down", {}, port=closed)
+    stranger = fleet.write_ssh_config(tmp_path / "ssh_config_stranger", {}, user="nosuchuser")
+    code = main(["deploy", str(C3), "down", "--ssh-config", str(down), "--connect-timeout", "5"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert len(lines) == 1
+    assert re.fullmatch(
+        r"down: unreachable: cannot reach down: connection refused \(is sshd running, is the port right\?\) "
+        r"\(\d+\.\d s\)",
+        lines[0],
+    ), lines
+    code = main(["deploy", str(C3), "stranger", "--ssh-config", str(stranger)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith(
+        "stranger: refused: permission denied for stranger (publickey)"
+    )
+
+
+def test_store_json_from_the_bin(fleet, capsys):
+    deploy(fleet, capsys, str(C3))
+    code = main(["store", "list", "--json", "--config", str(fleet.bins[0].config)])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["current"] == "colour3-int8-1"
+    assert [v["version"] for v in data["versions"]] == ["colour3-int8-1"]
+    assert Path(data["models_dir"]) == fleet.bins[0].models.resolve()
+
+
+def test_user_and_port_in_the_host_override_the_ssh_config(fleet, capsys, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    b = fleet.bins[0]
+    cfg = fleet.write_ssh_config(
+        tmp_path / "ssh_config_wrong", {"bin1": b.config}, port=closed, user="nosuchuser"
+    )
+    host = f"{fleet.sshd.user}@bin1:{fleet.sshd.port}"
+    code = main(
+        [
+            "deploy",
+            str(C3),
+            host,
+            "--ssh-config",
+            str(cfg),
+            "--remote-smartbin",
+            fleet.smartbin,
+            "--reload-command",
+            "",
+        ]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0, lines
+    assert lines[0].startswith(f"{host}: deployed: colour3-int8-1 is live, not reloaded")
+    assert b.current == "colour3-int8-1"
+
+
+def _ssh_processes_using(path) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0] == b"ssh" and str(path).encode() in b" ".join(args):
+            found.append(b" ".join(args).decode())
+    return found
+
+
+def test_one_login_per_bin_and_no_ssh_left_behind(make_fleet, capsys):
+    fleet = make_fleet(3)
+    before = fleet.sshd.logins()
+    code, lines, _ = deploy(fleet, capsys, str(C3))
+    assert code == 0, lines
+    # All steps (list, scp, activate, reload, status) ride on one master connection per bin.
+    assert fleet.sshd.logins() - before == 3
+    assert _ssh_processes_using(fleet.ssh_config) == []

@@ -1,0 +1,56 @@
+"""Deploy to a running ``smartbin run`` daemon (mock pins, folder camera): reload by SIGHUP, health by status."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+from smartbin.device.bundle import load_bundle
+from smartbin.device.cli import main
+from smartbin.device.model import DEFAULT_MODEL
+from smartbin.device.state import read_status
+
+C4 = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "colour4-int8"
+
+
+def test_deploy_and_rollback_with_the_real_daemon(fleet, capsys):
+    b = fleet.bins[0]
+    daemon = subprocess.Popen(
+        [fleet.smartbin, "run", "--config", str(b.config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready = threading.Event()
+    log: list[str] = []
+
+    def drain() -> None:
+        for line in daemon.stderr:
+            log.append(line)
+            if " ready: " in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        assert ready.wait(60) and daemon.poll() is None, "".join(log[-5:])
+        common = [*fleet.ssh_args(), "--reload-command", f"kill -HUP {daemon.pid}", "--health-timeout", "30"]
+
+        assert main(["deploy", str(C4), "bin1", *common]) == 0
+        line = capsys.readouterr().out.strip()
+        assert line.startswith("bin1: deployed: colour4-int8-1 is live, daemon runs colour4-int8-1"), line
+        status = read_status(b.state)
+        assert status["model_version"] == "colour4-int8-1" and status["pid"] == daemon.pid
+
+        assert main(["deploy", "--rollback", "bin1", *common]) == 0
+        default = load_bundle(DEFAULT_MODEL).version
+        line = capsys.readouterr().out.strip()
+        assert line.startswith(
+            f"bin1: rolled back: the bundled default model is live, daemon runs {default}"
+        ), line
+        assert any("reloaded: model" in x for x in log)
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
