@@ -58,7 +58,7 @@ class CameraConfig:
 class ClassifierConfig:
     model: Path | None = None
     threads: int = 2
-    frames: int = 3
+    frames: int = 1
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def fast_config(tmp_path: Path, **sections: Mapping[str, Any]) -> Config:
     data: dict[str, Any] = {
         "lid": {"settle_s": 0.0},
         "sorting": {"travel_s": 0.0, "hold_s": 0.0},
-        "classifier": {"model": str(MODELS / "colour3-int8"), "threads": 1},
+        "classifier": {"model": str(MODELS / "colour3-int8"), "threads": 1, "frames": 3},
         "paths": {"state_dir": str(tmp_path / "state")},
     }
     for name, values in sections.items():

@@ -63,7 +63,8 @@ def test_status_and_events_of_a_running_daemon(tmp_path, capsys, factory):
     write_image(tmp_path / "photos" / "a.png", "red")
     write_image(tmp_path / "photos" / "b.png", "grey")
     config = load_config(path)
-    with Bin(config, factory, FolderCamera(tmp_path / "photos", frames_per_image=3)) as b:
+    camera = FolderCamera(tmp_path / "photos", frames_per_image=config.classifier.frames)
+    with Bin(config, factory, camera) as b:
         b.daemon.status_interval_s = 0  # every item updates status.json at once
         b.item()
         b.item()
