@@ -1,7 +1,123 @@
-"""Sub-commands of this area (see smartbin.device.cli)."""
+"""Sub-commands of this area (see smartbin.device.cli): convert, evaluate, export-serving.
+
+Only argparse here: TensorFlow and the converters' modules are imported inside the handlers.
+"""
 
 import argparse
+import json
+import logging
+import os
+
+from . import QUANTIZATIONS
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ logging (CPU feature notes, converter chatter) buries our report.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from .convert import convert_run
+    from .parity import ParityGateError
+
+    try:
+        result = convert_run(
+            args.run_dir,
+            args.quantize,
+            args.out,
+            max_drop=args.max_drop,
+            representative=args.representative,
+            version=args.version,
+            name=args.name,
+            threads=args.threads,
+        )
+    except ParityGateError as exc:
+        print(exc.report.summary())
+        raise
+    print(result.parity.summary())
+    print(
+        f"wrote {result.bundle} (version {result.version}, {result.size_bytes:,} bytes, "
+        f"converted in {result.seconds:.1f} s)"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_bundle, format_report
+
+    report = evaluate_bundle(args.bundle, args.data_dir, threads=args.threads, out_dir=args.out)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _export_serving(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from .serving import export_serving
+
+    out = export_serving(args.run_dir, args.out)
+    print(f"wrote SavedModel {out} (signature 'serving_default': image_bytes -> scores, labels, label)")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the ``smartbin`` parser."""
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a training run to a TFLite model bundle, gated on test accuracy",
+        description="Convert RUN_DIR/model.keras to TFLite, check it against the Keras model on the "
+        "run's test split with the device's classifier, and write the bundle only if it passes.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'smartbin train'")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default="int8", help="default: %(default)s")
+    p.add_argument(
+        "--out", required=True, metavar="BUNDLE", help="bundle directory to write (replaced if it is one)"
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="fail when TFLite test accuracy is more than this many points below Keras (default: %(default)s)",
+    )
+    p.add_argument(
+        "--representative",
+        type=int,
+        default=150,
+        metavar="N",
+        help="training images to calibrate int8 on (default: %(default)s)",
+    )
+    p.add_argument("--version", help="bundle version (default: <name>-<date>-<sha256[:8]>)")
+    p.add_argument("--name", help="bundle name (default: <backbone>-<quantisation>)")
+    p.add_argument("--threads", type=int, metavar="N", help="interpreter threads for the parity check")
+    p.set_defaults(func=_convert)
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="measure a bundle on a folder of labelled photos (accuracy, per-class metrics, latency)",
+        description="Run BUNDLE with the device runtime on DATA_DIR/<label>/* photos: accuracy, "
+        "per-class precision/recall/F1, a confusion matrix PNG and inference latency p50/p95.",
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="a model bundle directory")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="one sub-folder of photos per label")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--threads", type=int, metavar="N", help="interpreter threads (default: the runtime's)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write metrics.json and confusion_matrix.png (default: ./evaluation-<version>)",
+    )
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "export-serving",
+        help="export a training run as a TF SavedModel that takes encoded images (TF Serving)",
+        description="Write a SavedModel whose serving signature takes a batch of JPEG/PNG bytes "
+        "(REST: {'instances': [{'b64': ...}]}) and returns scores and labels.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'smartbin train'")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="SavedModel directory to create (must not exist)"
+    )
+    p.set_defaults(func=_export_serving)

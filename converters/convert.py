@@ -1,0 +1,128 @@
+"""``smartbin convert``: run directory -> verified model bundle.
+
+Convert, write the bundle to a staging directory, run the parity gate on it with the device's
+classifier, and only then publish it at ``--out``. A failed gate leaves ``--out`` untouched:
+a good bundle already there stays, and no new one appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smartbin.device.bundle import MANIFEST_NAME, is_safe_name, load_bundle
+from smartbin.device.errors import BundleError, SmartbinError
+
+from . import tflite
+from .bundle_writer import write_bundle
+from .frames import load_frames, sample_examples
+from .parity import ParityReport, bundle_scores, compare, keras_scores
+from .run_dir import TrainingRun, load_keras_model, load_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    bundle: Path
+    version: str
+    size_bytes: int
+    seconds: float
+    parity: ParityReport
+
+
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that would overwrite something that is not a bundle (before any work)."""
+    if out.exists() and not (out / MANIFEST_NAME).is_file():
+        raise BundleError(f"{out}: exists and is not a model bundle; choose another --out")
+
+
+def gate_examples(run: TrainingRun) -> tuple[str, list]:
+    """The held-out images the gate uses: the test split, or validation when a run has no test images."""
+    for split in ("test", "val"):
+        if run.splits[split]:
+            return split, run.splits[split]
+    raise SmartbinError(
+        f"{run.path}: splits.csv has no test or validation images to check the converted model on; "
+        "train with more photos"
+    )
+
+
+def convert_run(
+    run_dir: str | Path,
+    quantization: str,
+    out: str | Path,
+    *,
+    max_drop: float = 1.0,
+    representative: int = 150,
+    version: str | None = None,
+    name: str | None = None,
+    threads: int | None = None,
+) -> ConvertResult:
+    """Convert, gate, publish. Raises :class:`~.parity.ParityGateError` (nothing published) on a failed gate."""
+    out = Path(out)
+    if quantization not in tflite.QUANTIZATIONS:
+        raise SmartbinError(
+            f"unknown quantisation {quantization!r}; choose one of {', '.join(tflite.QUANTIZATIONS)}"
+        )
+    if max_drop < 0:
+        raise SmartbinError(f"--max-drop must be 0 or more points, got {max_drop:g}")
+    if representative < 1:
+        raise SmartbinError(f"--representative must be at least 1 image, got {representative}")
+    if version is not None and not is_safe_name(version):
+        raise BundleError(f"version {version!r} may hold only letters, digits, '.', '-' and '_'")
+    check_out(out)
+    run = load_run(run_dir)
+    gate_split, gate_items = gate_examples(run)
+    spec = run.input_spec(tflite.input_dtype(quantization))
+    model = load_keras_model(run)
+
+    dataset = None
+    if quantization == "int8":
+        sample = sample_examples(run, "train", representative, seed=int(run.info.get("seed") or 0))
+        log.info("calibrating int8 on %d training images", len(sample))
+        dataset = tflite.representative_dataset(load_frames(sample, spec))
+    started = time.perf_counter()
+    model_bytes = tflite.convert_keras(model, quantization, dataset)
+    seconds = time.perf_counter() - started
+    log.info("converted to %s in %.1f s (%d bytes)", quantization, seconds, len(model_bytes))
+
+    frames = load_frames(gate_items, spec)
+    truth = np.array([run.label_index(ex.label) for ex in gate_items])
+    reference = keras_scores(model, frames)
+    bundle_args: dict[str, Any] = {
+        "name": name or run.default_name(quantization),
+        "labels": run.labels,
+        "input_spec": spec,
+        "quantization": quantization,
+        "training": run.provenance(),
+    }
+    staging_root = Path(tempfile.mkdtemp(prefix="smartbin-convert-"))
+    try:
+        staged = write_bundle(staging_root / "bundle", model_bytes, version=version, **bundle_args)
+        version = load_bundle(staged).version
+        scores, runtime = bundle_scores(staged, frames, threads=threads)
+        report = compare(reference, scores, truth, split=gate_split, runtime=runtime)
+        log.debug("%s", report.summary())
+        report.check(max_drop)
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+
+    metrics = {
+        **report.as_dict(),
+        "max_drop_points": max_drop,
+        "quantization": quantization,
+        "conversion_seconds": round(seconds, 2),
+        "training_metrics": run.info.get("metrics", {}),
+    }
+    write_bundle(out, model_bytes, version=version, metrics=metrics, **bundle_args)
+    return ConvertResult(
+        bundle=out, version=version, size_bytes=len(model_bytes), seconds=seconds, parity=report
+    )

@@ -1,0 +1,162 @@
+"""Read a training run directory (what ``smartbin train`` writes) without importing TensorFlow.
+
+A run directory holds ``model.keras`` (raw RGB pixels in, softmax out, preprocessing inside),
+``run.json`` (labels, input size, resize mode, provenance) and ``splits.csv`` (``path,label,split``
+for every usable image). Conversion calibrates on the train split and gates on the test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smartbin.device.bundle import RESIZE_MODES, InputSpec
+from smartbin.device.errors import SmartbinError
+
+MODEL_NAME = "model.keras"
+RUN_JSON = "run.json"
+SPLITS_CSV = "splits.csv"
+SPLITS = ("train", "val", "test")
+_TRAIN_HINT = "train one with 'smartbin train DATA_DIR --out RUN_DIR'"
+
+
+class RunDirError(SmartbinError):
+    """A training run directory is missing, incomplete or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    path: Path
+    labels: tuple[str, ...]
+    height: int
+    width: int
+    resize: str
+    info: dict[str, Any] = field(repr=False)
+    splits: dict[str, list[Example]] = field(repr=False)
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_NAME
+
+    def input_spec(self, dtype: str = "float32") -> InputSpec:
+        """The bundle's input: raw pixels (scale 1, offset 0) because preprocessing is inside the model."""
+        return InputSpec(height=self.height, width=self.width, dtype=dtype, resize=self.resize)
+
+    def label_index(self, label: str) -> int:
+        return self.labels.index(label)
+
+    def provenance(self) -> dict[str, Any]:
+        """What the bundle's manifest records about where the model came from."""
+        keys = ("backbone", "alpha", "weights", "data_dir", "seed", "created", "args", "versions")
+        record = {key: self.info[key] for key in keys if key in self.info}
+        record["run_dir"] = str(self.path.resolve())
+        record["input_size"] = [self.height, self.width]
+        record["resize"] = self.resize
+        record["split_sizes"] = {name: len(items) for name, items in self.splits.items()}
+        return record
+
+    def default_name(self, quantization: str) -> str:
+        """A bundle name such as ``efficientnet_lite0-int8`` (safe as a file name)."""
+        backbone = re.sub(r"[^A-Za-z0-9._-]+", "-", str(self.info.get("backbone", "model"))).strip(".-")
+        return f"{backbone or 'model'}-{quantization}"
+
+
+def _read_run_json(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: no {RUN_JSON}; is this a run directory? ({_TRAIN_HINT})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{path / RUN_JSON}: unreadable ({exc}); train again or restore it") from None
+    if not isinstance(info, dict):
+        raise RunDirError(f"{path / RUN_JSON}: expected a JSON object")
+    return info
+
+
+def _read_splits(path: Path, labels: tuple[str, ...]) -> dict[str, list[Example]]:
+    splits: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    try:
+        with open(path / SPLITS_CSV, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"path", "label", "split"} <= set(reader.fieldnames):
+                raise RunDirError(f"{path / SPLITS_CSV}: expected the header 'path,label,split'")
+            for line, row in enumerate(reader, start=2):
+                label, split = row["label"], row["split"]
+                if label not in labels:
+                    raise RunDirError(
+                        f"{path / SPLITS_CSV}:{line}: label {label!r} is not in run.json labels {list(labels)}"
+                    )
+                if split not in splits:
+                    raise RunDirError(
+                        f"{path / SPLITS_CSV}:{line}: unknown split {split!r}; expected {SPLITS}"
+                    )
+                splits[split].append(Example(Path(row["path"]), label))
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: no {SPLITS_CSV}; the run is incomplete ({_TRAIN_HINT})") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunDirError(f"{path / SPLITS_CSV}: unreadable ({exc})") from None
+    return splits
+
+
+def load_run(path: str | Path) -> TrainingRun:
+    """Read and check a run directory; raise :class:`RunDirError` with one line if it is unusable."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"{path}: no such run directory ({_TRAIN_HINT})")
+    if not (path / MODEL_NAME).is_file():
+        raise RunDirError(f"{path}: no {MODEL_NAME} in the run directory; {_TRAIN_HINT}")
+    info = _read_run_json(path)
+    labels = info.get("labels")
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
+        raise RunDirError(f"{path / RUN_JSON}: 'labels' must list at least two class names")
+    if len(set(labels)) != len(labels):
+        raise RunDirError(f"{path / RUN_JSON}: 'labels' has duplicates: {labels}")
+    size = info.get("input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and x >= 8 for x in size)):
+        raise RunDirError(f"{path / RUN_JSON}: 'input_size' must be [height, width] (at least 8 each)")
+    resize = info.get("resize", "stretch")
+    if resize not in RESIZE_MODES:
+        raise RunDirError(f"{path / RUN_JSON}: unknown resize {resize!r}; expected one of {RESIZE_MODES}")
+    labels_t = tuple(labels)
+    return TrainingRun(
+        path=path,
+        labels=labels_t,
+        height=size[0],
+        width=size[1],
+        resize=resize,
+        info=info,
+        splits=_read_splits(path, labels_t),
+    )
+
+
+def load_keras_model(run: TrainingRun) -> Any:
+    """Load ``model.keras`` and check it fits ``run.json`` (input size, one output per label)."""
+    import keras
+
+    try:
+        model = keras.models.load_model(run.model_path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; the user needs one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"{run.model_path}: cannot load the Keras model ({first})") from None
+    in_shape = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
+    if in_shape != (run.height, run.width, 3):
+        raise RunDirError(
+            f"{run.model_path}: model input {in_shape} does not match run.json input_size "
+            f"{[run.height, run.width]} x 3; the run directory is inconsistent"
+        )
+    n_out = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+    if n_out != len(run.labels):
+        raise RunDirError(
+            f"{run.model_path}: model has {n_out} outputs but run.json lists {len(run.labels)} labels"
+        )
+    return model

@@ -1,0 +1,95 @@
+"""smartbin evaluate: accuracy, per-class metrics, confusion matrix and latency for a folder of photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from smartbin.converters.evaluate import evaluate_bundle
+from smartbin.device.cli import main
+from smartbin.device.errors import BundleError
+
+from .conftest import coloured_photo, write_photo
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "bundle"
+    assert (
+        main(["convert", str(tiny_run), "--quantize", "int8", "--out", str(out), "--version", "tiny-1"]) == 0
+    )
+    return out
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Labelled photos with the clutter real folders have: a stray folder, a text file, a broken JPEG."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "photos"
+    for label in ("can", "glass", "plastic"):
+        for i in range(4):
+            write_photo(root / label / f"{i}.jpg", coloured_photo(label, rng))
+    # A can photo filed under glass: one known mistake in the confusion matrix.
+    write_photo(root / "glass" / "misfiled.png", coloured_photo("can", rng))
+    write_photo(root / "cardboard" / "0.jpg", coloured_photo("can", rng))
+    (root / "can" / "notes.txt").write_text("not a photo")
+    (root / "plastic" / "broken.jpg").write_bytes((root / "plastic" / "0.jpg").read_bytes()[:50])
+    return root
+
+
+def test_evaluate_reports_metrics_png_and_latency(int8_bundle, photos, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert (
+        main(["evaluate", str(int8_bundle), str(photos), "--json", "--threads", "1", "--out", str(out)]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["version"] == "tiny-1" and report["quantization"] == "int8"
+    assert report["images"] == 13
+    assert report["accuracy"] == pytest.approx(12 / 13)
+    assert report["confusion_matrix"] == [[4, 0, 0], [1, 4, 0], [0, 0, 4]]
+    assert report["per_class"]["can"] == pytest.approx(
+        {"precision": 0.8, "recall": 1.0, "f1": 8 / 9, "support": 4}
+    )
+    assert report["per_class"]["glass"]["recall"] == pytest.approx(0.8)
+    assert report["misclassified"][0]["path"].endswith("glass/misfiled.png")
+    assert report["misclassified"][0]["predicted"] == "can"
+    latency = report["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] and latency["threads"] == 1
+    notes = " | ".join(report["notes"])
+    assert "cardboard" in notes and "notes.txt" in notes and "broken.jpg" in notes
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] == report["accuracy"]
+
+
+def test_evaluate_prints_a_readable_summary(int8_bundle, photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(int8_bundle), str(photos)]) == 0
+    text = capsys.readouterr().out
+    assert "tiny-1 (int8) on 13 images: accuracy 92.3%" in text
+    assert "p50" in text and "p95" in text
+    assert "note: skipped folders not named after a label" in text
+    assert (tmp_path / "evaluation-tiny-1" / "confusion_matrix.png").is_file()
+
+
+def test_evaluate_needs_folders_named_after_labels(int8_bundle, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    write_photo(tmp_path / "photos" / "metal" / "0.jpg", coloured_photo("can", rng))
+    assert main(["evaluate", str(int8_bundle), str(tmp_path / "photos"), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("smartbin: error:")
+        and "named after the bundle's labels ['can', 'glass', 'plastic']" in err
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_missing_folder_and_bad_bundle(int8_bundle, tmp_path, capsys):
+    assert main(["evaluate", str(int8_bundle), str(tmp_path / "nowhere")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    broken = shutil.copytree(int8_bundle, tmp_path / "broken")
+    (broken / "model.tflite").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="corrupt or truncated"):
+        evaluate_bundle(broken, tmp_path)

@@ -1,0 +1,74 @@
+"""Images in memory and the tf.data pipelines that feed them to Keras.
+
+Images are resized once, exactly as the device resizes camera frames, and kept as uint8;
+augmentation runs on the training split only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from .dataset import Item
+from .images import load_rgb, resize_rgb
+
+
+@dataclass(frozen=True)
+class Arrays:
+    images: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N,) int32
+    paths: list[str]
+
+
+def load_arrays(items: Sequence[Item], labels: Sequence[str], size: tuple[int, int], resize: str) -> Arrays:
+    index = {label: i for i, label in enumerate(labels)}
+    images = np.empty((len(items), *size, 3), dtype=np.uint8)
+    for i, item in enumerate(items):
+        images[i] = resize_rgb(load_rgb(item.path), size, resize)
+    return Arrays(
+        images=images,
+        labels=np.array([index[item.label] for item in items], dtype=np.int32),
+        paths=[str(item.path) for item in items],
+    )
+
+
+def augment(image: tf.Tensor) -> tf.Tensor:
+    """Random mirror images (both axes), zoom 80-100 %, brightness, contrast and saturation on 0..255 floats."""
+    height, width = image.shape[0], image.shape[1]
+    image = tf.image.random_flip_left_right(image)
+    image = tf.image.random_flip_up_down(image)
+    scale = tf.random.uniform([], 0.8, 1.0)
+    crop = tf.stack([tf.cast(scale * height, tf.int32), tf.cast(scale * width, tf.int32), 3])
+    image = tf.image.resize(tf.image.random_crop(image, crop), (height, width))
+    image = tf.image.random_brightness(image, 0.1 * 255.0)
+    image = tf.image.random_contrast(image, 0.8, 1.2)
+    image = tf.image.random_saturation(image, 0.8, 1.2)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def image_dataset(
+    arrays: Arrays, batch_size: int, *, training: bool, seed: int, with_labels: bool = True
+) -> tf.data.Dataset:
+    """Batches of float32 pixels 0..255 (and labels); shuffled and augmented when ``training``."""
+    ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels))
+    if training:
+        ds = ds.shuffle(len(arrays.labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(
+        lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    if training:
+        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if not with_labels:
+        ds = ds.map(lambda x, y: x)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Inverse-frequency weights (mean 1) so a smaller class counts as much as a larger one."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    counts[counts == 0] = 1.0
+    weights = len(labels) / (n_classes * counts)
+    return {i: float(w) for i, w in enumerate(weights)}

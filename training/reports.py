@@ -1,0 +1,174 @@
+"""Evaluation reports of a trained model: metrics, confusion matrices, curves, mistakes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Arrays, image_dataset
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support, macro F1 and the confusion matrix (rows = true)."""
+    n = len(labels)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    per_class = {}
+    for i, label in enumerate(labels):
+        tp = confusion[i, i]
+        predicted = confusion[:, i].sum()
+        actual = confusion[i, :].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {
+            "precision": round(float(precision), 4),
+            "recall": round(float(recall), 4),
+            "f1": round(float(f1), 4),
+            "support": int(actual),
+        }
+    total = int(confusion.sum())
+    return {
+        "accuracy": round(float(np.trace(confusion) / total), 4) if total else 0.0,
+        "count": total,
+        "macro_f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 4),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def plot_confusion(confusion: np.ndarray, labels: Sequence[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2.5, 1.2 * len(labels) + 2))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    top = confusion.max() or 1
+    for (i, j), value in np.ndenumerate(confusion):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
+    """Loss and accuracy per epoch, both phases end to end, with the phase boundary marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(1, len(history) + 1)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [h.get(prefix + metric, np.nan) for h in history]
+            ax.plot(x, values, style, marker=".", label=(prefix or "train_") + metric)
+        phases = [h["phase"] for h in history]
+        for i in range(1, len(phases)):
+            if phases[i] != phases[i - 1]:
+                ax.axvline(i + 0.5, color="grey", linestyle=":", label=f"{phases[i]} starts")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def predict(model, arrays: Arrays, batch_size: int) -> np.ndarray:
+    ds = image_dataset(arrays, batch_size, training=False, seed=0, with_labels=False)
+    return np.asarray(model.predict(ds, verbose=0))
+
+
+def write_reports(
+    model,
+    data: dict[str, Arrays],
+    labels: Sequence[str],
+    history: Sequence[dict[str, Any]],
+    run_dir: Path,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Evaluate on val and test and write metrics.json, summary.md, PNGs, history.csv, misclassified.csv."""
+    metrics: dict[str, Any] = {}
+    for split in ("val", "test"):
+        scores = predict(model, data[split], batch_size)
+        predicted = scores.argmax(axis=1)
+        metrics[split] = classification_metrics(data[split].labels, predicted, labels)
+        plot_confusion(
+            np.array(metrics[split]["confusion"]),
+            labels,
+            f"{split} ({len(predicted)} images)",
+            run_dir / f"confusion_{split}.png",
+        )
+        if split == "test":
+            _write_misclassified(data[split], scores, labels, run_dir / "misclassified.csv")
+            metrics[split]["misclassified"] = int((predicted != data[split].labels).sum())
+    metrics["labels"] = list(labels)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    _write_history(history, run_dir / "history.csv")
+    if history:
+        plot_curves(history, run_dir / "curves.png")
+    (run_dir / "summary.md").write_text(summary_markdown(metrics, labels), encoding="utf-8")
+    return metrics
+
+
+def _write_misclassified(arrays: Arrays, scores: np.ndarray, labels: Sequence[str], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "predicted", "confidence", *(f"score_{label}" for label in labels)])
+        for i, row in enumerate(scores):
+            guess = int(row.argmax())
+            if guess != arrays.labels[i]:
+                writer.writerow(
+                    [
+                        arrays.paths[i],
+                        labels[arrays.labels[i]],
+                        labels[guess],
+                        f"{row[guess]:.4f}",
+                        *(f"{s:.4f}" for s in row),
+                    ]
+                )
+
+
+def _write_history(history: Sequence[dict[str, Any]], path: Path) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=keys or ["phase", "epoch"])
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def summary_markdown(metrics: dict[str, Any], labels: Sequence[str]) -> str:
+    lines = ["# Training summary", ""]
+    for split in ("val", "test"):
+        m = metrics[split]
+        lines += [
+            f"## {split}: accuracy {m['accuracy']:.2%} on {m['count']} images (macro F1 {m['macro_f1']:.3f})",
+            "",
+            "| class | precision | recall | F1 | images |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for label in labels:
+            c = m["per_class"][label]
+            lines.append(
+                f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+            )
+        lines.append("")
+    lines.append(f"Misclassified test images: {metrics['test']['misclassified']} (see misclassified.csv).")
+    return "\n".join(lines) + "\n"

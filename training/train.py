@@ -1,0 +1,362 @@
+"""Fine-tune an ImageNet backbone on a folder of labelled photos and write a run directory.
+
+Phase 1 trains a new head on the frozen base, optionally on features cached once (retrain.py's
+"bottleneck" idea: seconds instead of minutes). Phase 2 unfreezes the top of the base with a much
+smaller learning rate; BatchNorm stays frozen (inference mode) throughout, as in the Keras
+transfer-learning guide. The run is written to a staging folder and moved into place at the end,
+so a failed run never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from smartbin.device.bundle import file_sha256
+from smartbin.device.errors import SmartbinError
+
+from . import reports
+from .backbones import BackboneSpec, build_backbone
+from .cli import STRATEGIES
+from .data import Arrays, class_weights, image_dataset, load_arrays
+from .dataset import ScanResult, scan_dataset, write_dataset_report, write_splits_csv
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "model.keras"
+RUN_JSON = "run.json"
+
+
+@dataclass
+class TrainOptions:
+    data_dir: Path
+    out: Path
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = None  # "imagenet", a file path, or None (random)
+    alpha: float = 1.0
+    input_size: tuple[int, int] = (224, 224)
+    resize: str = "stretch"
+    batch_size: int = 32
+    head_epochs: int = 30
+    head_lr: float = 1e-3
+    cache_features: bool = True
+    fine_tune_epochs: int = 8
+    fine_tune_lr: float = 1e-4
+    unfreeze: int = 40
+    train_batchnorm: bool = False
+    dropout: float = 0.2
+    patience: int = 4
+    augment: bool = True
+    balance: bool = True
+    seed: int = 1
+    val_percent: float = 15.0
+    test_percent: float = 15.0
+    min_images: int = 10
+    min_size: int = 32
+    strategy: str = "default"
+    overwrite: bool = False
+    verbose: int = 2  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def train(opts: TrainOptions) -> Path:
+    """Run the whole training and return the run directory."""
+    out = Path(opts.out).expanduser().resolve()
+    if out.exists() and not opts.overwrite:
+        raise SmartbinError(f"{out} already exists; choose another --out or pass --overwrite")
+    if out.exists() and not (out / RUN_JSON).is_file() and any(out.iterdir()):
+        raise SmartbinError(
+            f"{out} is not a run directory and not empty; --overwrite replaces only runs, choose another --out"
+        )
+    if opts.strategy not in STRATEGIES:
+        raise SmartbinError(f"unknown strategy {opts.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    started = time.monotonic()
+    scan = scan_dataset(
+        opts.data_dir,
+        val_percent=opts.val_percent,
+        test_percent=opts.test_percent,
+        min_images=opts.min_images,
+        min_size=opts.min_size,
+    )
+    log.info(
+        "dataset: %d usable images, %d skipped; per class %s",
+        len(scan.items),
+        len(scan.skipped),
+        scan.counts(),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        _run(opts, scan, staging, started)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _publish(staging: Path, out: Path) -> None:
+    staging.chmod(0o755)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old)
+    else:
+        staging.rename(out)
+
+
+def _strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _run(opts: TrainOptions, scan: ScanResult, run_dir: Path, started: float) -> None:
+    keras.utils.set_random_seed(opts.seed)
+    tf.config.experimental.enable_op_determinism()
+    write_dataset_report(scan, run_dir)
+    write_splits_csv(scan, run_dir / "splits.csv")
+
+    t = time.monotonic()
+    size = tuple(opts.input_size)
+    data = {s: load_arrays(scan.split(s), scan.labels, size, opts.resize) for s in ("train", "val", "test")}
+    opts.timings["load_images_s"] = time.monotonic() - t
+    n_classes = len(scan.labels)
+    weights = class_weights(data["train"].labels, n_classes) if opts.balance else None
+
+    strategy = _strategy(opts.strategy)
+    with strategy.scope():
+        spec = BackboneSpec(opts.backbone, size, opts.weights, opts.alpha)
+        base = build_backbone(spec)
+        if opts.weights is None:
+            _estimate_batchnorm_statistics(base, data["train"], opts.batch_size)
+        base.trainable = False
+        dropout = keras.layers.Dropout(opts.dropout, name="dropout")
+        dense = keras.layers.Dense(n_classes, activation="softmax", name="classifier")
+        inputs = keras.Input(shape=(*size, 3), name="pixels")
+        outputs = dense(dropout(base(inputs)))  # frozen layers (trainable=False) run in inference mode
+        model = keras.Model(inputs, outputs, name=f"smartbin_{opts.backbone}")
+
+    logs = run_dir / "logs"
+    history: list[dict[str, Any]] = []
+    t = time.monotonic()
+    if opts.cache_features:
+        history += _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs)
+    else:
+        history += _fit(opts, model, opts.head_lr, opts.head_epochs, data, weights, strategy, logs, "head")
+    opts.timings["phase1_s"] = time.monotonic() - t
+
+    checkpoint = run_dir / MODEL_NAME
+    model.save(checkpoint)
+    if opts.fine_tune_epochs > 0 and opts.unfreeze > 0:
+        t = time.monotonic()
+        baseline = _val_loss(model, data["val"], opts.batch_size)
+        unfrozen = _unfreeze_top(base, opts.unfreeze, opts.train_batchnorm)
+        log.info(
+            "phase 2: fine-tuning the top %d layers of %s (val_loss before %.4f)",
+            unfrozen,
+            base.name,
+            baseline,
+        )
+        extra = [
+            keras.callbacks.ModelCheckpoint(
+                checkpoint, monitor="val_loss", save_best_only=True, initial_value_threshold=baseline
+            )
+        ]
+        history += _fit(
+            opts,
+            model,
+            opts.fine_tune_lr,
+            opts.fine_tune_epochs,
+            data,
+            weights,
+            strategy,
+            logs,
+            "fine_tune",
+            extra,
+        )
+        opts.timings["phase2_s"] = time.monotonic() - t
+    best = keras.models.load_model(checkpoint)
+
+    t = time.monotonic()
+    metrics = reports.write_reports(best, data, scan.labels, history, run_dir, opts.batch_size)
+    opts.timings["evaluate_s"] = time.monotonic() - t
+    opts.timings["total_s"] = time.monotonic() - started
+    _write_run_json(opts, scan, run_dir, metrics)
+    log.info(
+        "test accuracy %.4f (val %.4f); run written in %.0f s",
+        metrics["test"]["accuracy"],
+        metrics["val"]["accuracy"],
+        opts.timings["total_s"],
+    )
+
+
+def _estimate_batchnorm_statistics(base: keras.Model, arrays: Arrays, batch_size: int) -> None:
+    """Give a randomly initialised base BatchNorm statistics measured on one batch of training images.
+
+    With the initial statistics (mean 0, variance 1) and BatchNorm frozen, activations of a deep random
+    network shrink to ~1e-12 and every image gets the same features; measured ones keep them apart.
+    """
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    picks = np.linspace(0, len(arrays.images) - 1, num=min(max(batch_size, 8), len(arrays.images))).astype(
+        int
+    )
+    batch = arrays.images[picks].astype(np.float32)  # spread over the classes (items are sorted by class)
+    for layer in norms:
+        layer.momentum = 0.0  # the moving statistics become this batch's statistics
+    base(batch, training=True)
+    for layer in norms:
+        layer.momentum = 0.99
+
+
+def _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs) -> list[dict[str, Any]]:
+    """Phase 1 on features computed once per image (no augmentation: each image is seen as is)."""
+    t = time.monotonic()
+    features = {
+        s: base.predict(
+            image_dataset(data[s], opts.batch_size, training=False, seed=opts.seed, with_labels=False),
+            verbose=0,
+        )
+        for s in ("train", "val")
+    }
+    opts.timings["cache_features_s"] = time.monotonic() - t
+    log.info(
+        "cached %s features for %d images in %.1f s",
+        features["train"].shape[1:],
+        sum(len(f) for f in features.values()),
+        opts.timings["cache_features_s"],
+    )
+    with strategy.scope():
+        inputs = keras.Input(shape=features["train"].shape[1:], name="features")
+        head = keras.Model(inputs, dense(dropout(inputs)), name="head")
+    cached = {
+        s: Arrays(images=features[s], labels=data[s].labels, paths=data[s].paths) for s in ("train", "val")
+    }
+    t = time.monotonic()
+    history = _fit(
+        opts, head, opts.head_lr, opts.head_epochs, cached, weights, strategy, logs, "head", cached=True
+    )
+    opts.timings["head_fit_s"] = time.monotonic() - t
+    return history
+
+
+def _fit(
+    opts, model, lr, epochs, data, weights, strategy, logs, phase, extra=(), cached=False
+) -> list[dict[str, Any]]:
+    with strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    if cached:
+        train_ds = tf.data.Dataset.from_tensor_slices((data["train"].images, data["train"].labels))
+        train_ds = train_ds.shuffle(len(data["train"].labels), seed=opts.seed).batch(opts.batch_size)
+        val_ds = tf.data.Dataset.from_tensor_slices((data["val"].images, data["val"].labels)).batch(
+            opts.batch_size
+        )
+    else:
+        train_ds = image_dataset(data["train"], opts.batch_size, training=opts.augment, seed=opts.seed)
+        val_ds = image_dataset(data["val"], opts.batch_size, training=False, seed=opts.seed)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=opts.patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(logs.parent / f"history_{phase}.csv")),
+        *_tensorboard(logs / phase),
+        *extra,
+    ]
+    log.info("phase %s: up to %d epochs", phase, epochs)
+    result = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=opts.verbose,
+        shuffle=False,  # the dataset shuffles itself, with the seed
+    )
+    keys = list(result.history)
+    return [
+        {"phase": phase, "epoch": i + 1, **{k: float(result.history[k][i]) for k in keys}}
+        for i in range(len(result.epoch))
+    ]
+
+
+def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(log_dir))]
+
+
+def _val_loss(model: keras.Model, arrays: Arrays, batch_size: int) -> float:
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    ds = image_dataset(arrays, batch_size, training=False, seed=0)
+    return float(model.evaluate(ds, verbose=0, return_dict=True)["loss"])
+
+
+def _unfreeze_top(base: keras.Model, n_layers: int, train_batchnorm: bool = False) -> int:
+    """Make the top ``n_layers`` layers of ``base`` trainable; return how many have weights.
+
+    BatchNorm layers stay frozen (inference mode, ImageNet statistics) unless ``train_batchnorm``:
+    a frozen layer in Keras 3 always normalises with its moving statistics.
+    """
+    base.trainable = True
+    cut = max(len(base.layers) - n_layers, 0)
+    count = 0
+    for i, layer in enumerate(base.layers):
+        is_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= cut and (train_batchnorm or not is_norm)
+        count += int(layer.trainable and bool(layer.weights))
+    return count
+
+
+def _weights_record(weights: str | None) -> dict[str, str]:
+    """``weights``: 'none', 'imagenet' or the file's absolute path; for a file also its sha256 (provenance)."""
+    if weights is None or weights == "imagenet":
+        return {"weights": weights or "none"}
+    path = Path(weights).resolve()
+    return {"weights": str(path), "weights_sha256": file_sha256(path)}
+
+
+def _write_run_json(opts: TrainOptions, scan: ScanResult, run_dir: Path, metrics: dict[str, Any]) -> None:
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "timings"}
+    args["input_size"] = list(opts.input_size)
+    run = {
+        "labels": scan.labels,
+        "input_size": list(opts.input_size),
+        "resize": opts.resize,
+        "backbone": opts.backbone,
+        "alpha": opts.alpha,
+        **_weights_record(opts.weights),
+        "seed": opts.seed,
+        "data_dir": str(scan.data_dir),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": MODEL_NAME,
+        "dataset": {"usable": len(scan.items), "skipped": len(scan.skipped), "counts": scan.counts()},
+        "metrics": {
+            "val_accuracy": metrics["val"]["accuracy"],
+            "test_accuracy": metrics["test"]["accuracy"],
+            "test_macro_f1": metrics["test"]["macro_f1"],
+        },
+        "timings_s": {k: round(v, 1) for k, v in opts.timings.items()},
+        "args": args,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+    }
+    (run_dir / RUN_JSON).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
