@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from smartbin.device.bundle import (
     load_bundle,
 )
 from smartbin.device.errors import BundleError
+from smartbin.device.files import publish_dir
 
 MODEL_NAME = "model.tflite"
 
@@ -75,15 +75,7 @@ def write_bundle(
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         (staging / LABELS_NAME).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
         load_bundle(staging)  # never publish a bundle the device would refuse
-        os.chmod(staging, 0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            staging.rename(out)
-            shutil.rmtree(old)
-        else:
-            staging.rename(out)
+        publish_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -57,7 +57,17 @@ class TrainingRun:
 
     def provenance(self) -> dict[str, Any]:
         """What the bundle's manifest records about where the model came from."""
-        keys = ("backbone", "alpha", "weights", "data_dir", "seed", "created", "args", "versions")
+        keys = (
+            "backbone",
+            "alpha",
+            "weights",
+            "weights_sha256",
+            "data_dir",
+            "seed",
+            "created",
+            "args",
+            "versions",
+        )
         record = {key: self.info[key] for key in keys if key in self.info}
         record["run_dir"] = str(self.path.resolve())
         record["input_size"] = [self.height, self.width]

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from smartbin.device.bundle import file_sha256
 from smartbin.device.errors import SmartbinError
+from smartbin.device.files import publish_dir
 
 from . import reports
 from .backbones import BackboneSpec, build_backbone
@@ -99,23 +100,11 @@ def train(opts: TrainOptions) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         _run(opts, scan, staging, started)
-        _publish(staging, out)
+        publish_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
-
-
-def _publish(staging: Path, out: Path) -> None:
-    staging.chmod(0o755)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old)
-    else:
-        staging.rename(out)
 
 
 def _strategy(name: str) -> tf.distribute.Strategy:
