@@ -2,7 +2,7 @@
 
 The signature ``serving_default`` takes ``image_bytes``: a batch of JPEG/PNG/BMP/GIF strings (TF
 Serving's REST API decodes ``{"b64": ...}`` into these), decodes each to RGB, resizes it to
-the model's input the way training did (stretch or centre crop, bilinear) and returns:
+the model's input the way training did (stretch or centre crop; area averaging when shrinking) and returns:
 
 - ``scores``: float32 [batch, n_labels], in label order;
 - ``labels``: string [batch, n_labels], the label names (so a client needs no labels file);
@@ -34,8 +34,16 @@ def make_decoder(tf, run: TrainingRun):
             crop_w = tf.minimum(w, tf.cast(tf.round(tf.cast(h, tf.float32) * width / height), tf.int32))
             crop_h = tf.minimum(h, tf.cast(tf.round(tf.cast(w, tf.float32) * height / width), tf.int32))
             image = tf.image.crop_to_bounding_box(image, (h - crop_h) // 2, (w - crop_w) // 2, crop_h, crop_w)
-        # Bilinear with half-pixel centres and no antialiasing, like cv2.INTER_LINEAR on the bin.
-        resized = tf.image.resize(tf.cast(image, tf.float32), [height, width], method="bilinear")
+        # Like resize_frame on the bin: area averaging when shrinking (cv2.INTER_AREA), else
+        # bilinear with half-pixel centres (cv2.INTER_LINEAR).
+        shape = tf.shape(image)
+        shrinking = tf.logical_and(shape[0] >= height, shape[1] >= width)
+        pixels = tf.cast(image, tf.float32)
+        resized = tf.cond(
+            shrinking,
+            lambda: tf.image.resize(pixels, [height, width], method="area"),
+            lambda: tf.image.resize(pixels, [height, width], method="bilinear"),
+        )
         return tf.clip_by_value(tf.round(resized), 0.0, 255.0)
 
     return decode

@@ -45,7 +45,11 @@ def resize_frame(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
             rgb = rgb[y0 : y0 + new_h]
     if rgb.shape[:2] == (spec.height, spec.width):
         return rgb
-    return cv2.resize(rgb, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
+    # Shrinking averages over each output pixel's area (no aliasing: a camera frame is 2-3 times
+    # the model's input); enlarging interpolates.
+    shrinking = rgb.shape[0] >= spec.height and rgb.shape[1] >= spec.width
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (spec.width, spec.height), interpolation=interpolation)
 
 
 def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:

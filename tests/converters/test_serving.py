@@ -64,7 +64,7 @@ def test_export_refuses_an_existing_directory(tiny_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("resize", ["stretch", "center_crop"])
-@pytest.mark.parametrize("shape", [(48, 80), (90, 40), (20, 20)])
+@pytest.mark.parametrize("shape", [(48, 80), (90, 40), (20, 20), (100, 130)])
 def test_decoding_in_the_signature_matches_the_device(resize, shape):
     """The signature's decode + resize gives the device's pixels (PNG: no decoder differences)."""
     import tensorflow as tf
