@@ -32,6 +32,26 @@ SMARTBIN = str(Path(sys.executable).parent / "smartbin")
 FAKE_DAEMON = Path(__file__).with_name("fake_daemon.py")
 
 
+def start_logging(argv: list[str], marker: str) -> tuple[subprocess.Popen[str], list[str], threading.Event]:
+    """Start ``argv``, collect its stderr lines in a list, and return an event set once a line
+    contains ``marker`` (or the process exits, so a waiter never hangs on a dead process)."""
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    log: list[str] = []
+    seen = threading.Event()
+
+    def drain() -> None:
+        for line in proc.stderr:
+            log.append(line)
+            if marker in line:
+                seen.set()
+        seen.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    return proc, log, seen
+
+
 def _need(tool: str) -> None:
     if os.environ.get("SMARTBIN_REQUIRE_SSHD") == "1":
         pytest.fail(
@@ -94,24 +114,7 @@ LogLevel INFO
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
-    proc = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    listening = threading.Event()
-    log: list[str] = []
-
-    def drain() -> None:
-        for line in proc.stderr:
-            log.append(line)
-            if "Server listening" in line:
-                listening.set()
-        listening.set()  # sshd exited: stop waiting
-
-    threading.Thread(target=drain, daemon=True).start()
+    proc, log, listening = start_logging([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], "Server listening")
     if not listening.wait(20) or proc.poll() is not None:
         proc.kill()
         raise RuntimeError("sshd did not start: " + "".join(log[-5:]))

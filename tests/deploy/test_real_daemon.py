@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import threading
 from pathlib import Path
 
 from smartbin.device.bundle import load_bundle
@@ -11,29 +9,14 @@ from smartbin.device.cli import main
 from smartbin.device.model import DEFAULT_MODEL
 from smartbin.device.state import read_status
 
+from .conftest import start_logging
+
 C4 = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "colour4-int8"
 
 
 def test_deploy_and_rollback_with_the_real_daemon(fleet, capsys):
     b = fleet.bins[0]
-    daemon = subprocess.Popen(
-        [fleet.smartbin, "run", "--config", str(b.config)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ready = threading.Event()
-    log: list[str] = []
-
-    def drain() -> None:
-        for line in daemon.stderr:
-            log.append(line)
-            if " ready: " in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
+    daemon, log, ready = start_logging([fleet.smartbin, "run", "--config", str(b.config)], " ready: ")
     try:
         assert ready.wait(60) and daemon.poll() is None, "".join(log[-5:])
         common = [*fleet.ssh_args(), "--reload-command", f"kill -HUP {daemon.pid}", "--health-timeout", "30"]
