@@ -66,6 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="phase 2 also adapts the unfrozen BatchNorm layers to this data (default: they keep ImageNet statistics)",
     )
+    t.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="label smoothing of the loss (e.g. 0.1; 0: off)"
+    )
+    t.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="mix pairs of augmented training images and their labels, weights from Beta(ALPHA, ALPHA) (e.g. 0.2; 0: off)",
+    )
     t.add_argument("--patience", type=int, default=4, help="early stopping: epochs without a better val_loss")
     t.add_argument(
         "--no-augment", dest="augment", action="store_false", help="no augmentation of the training split"
@@ -99,6 +109,10 @@ def _train(args: argparse.Namespace) -> int:
         raise SmartbinError(
             f"--input-size {args.input_size} is too small; use 32 or more (224 for ImageNet weights)"
         )
+    if not 0.0 <= args.label_smoothing < 1.0:
+        raise SmartbinError(f"--label-smoothing {args.label_smoothing} is out of range; use 0 (off) to 0.3")
+    if args.mixup < 0.0:
+        raise SmartbinError(f"--mixup {args.mixup} is negative; use 0 (off) or an alpha such as 0.2")
 
     from .train import TrainOptions, train
 
@@ -119,6 +133,8 @@ def _train(args: argparse.Namespace) -> int:
         unfreeze=args.unfreeze,
         train_batchnorm=args.train_batchnorm,
         dropout=args.dropout,
+        label_smoothing=args.label_smoothing,
+        mixup=args.mixup,
         patience=args.patience,
         augment=args.augment,
         balance=args.balance,

@@ -49,10 +49,41 @@ def augment(image: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
+def mixup(images: tf.Tensor, targets: tf.Tensor, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Blend each example of a batch with another one of the same batch (mixup, Zhang et al. 2018).
+
+    ``targets`` are one-hot; each pair gets its own weight from Beta(alpha, alpha), kept at 0.5 or
+    more so the first image of a pair dominates (Keras's class weights then follow its label).
+    """
+    n = tf.shape(images)[0]
+    a = tf.random.gamma([n], alpha)
+    b = tf.random.gamma([n], alpha)
+    weight = tf.maximum(a / (a + b), b / (a + b))
+    partner = tf.random.shuffle(tf.range(n))
+    images = _blend(images, tf.gather(images, partner), tf.reshape(weight, [-1, 1, 1, 1]))
+    targets = _blend(targets, tf.gather(targets, partner), tf.reshape(weight, [-1, 1]))
+    return images, targets
+
+
+def _blend(x: tf.Tensor, y: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+    return weight * x + (1.0 - weight) * y
+
+
 def image_dataset(
-    arrays: Arrays, batch_size: int, *, training: bool, seed: int, with_labels: bool = True
+    arrays: Arrays,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int,
+    with_labels: bool = True,
+    one_hot: int = 0,
+    mixup_alpha: float = 0.0,
 ) -> tf.data.Dataset:
-    """Batches of float32 pixels 0..255 (and labels); shuffled and augmented when ``training``."""
+    """Batches of float32 pixels 0..255 (and labels); shuffled and augmented when ``training``.
+
+    ``one_hot``: the number of classes to give labels as one-hot rows (needed for label smoothing
+    and mixup); ``mixup_alpha`` > 0 mixes training batches (one-hot labels only).
+    """
     ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels))
     if training:
         ds = ds.shuffle(len(arrays.labels), seed=seed, reshuffle_each_iteration=True)
@@ -63,7 +94,12 @@ def image_dataset(
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not with_labels:
         ds = ds.map(lambda x, y: x)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    elif one_hot:
+        ds = ds.map(lambda x, y: (x, tf.one_hot(y, one_hot)))
+    ds = ds.batch(batch_size)
+    if training and with_labels and one_hot and mixup_alpha > 0:
+        ds = ds.map(lambda x, y: mixup(x, y, mixup_alpha))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:

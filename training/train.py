@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -57,6 +58,8 @@ class TrainOptions:
     unfreeze: int = 40
     train_batchnorm: bool = False
     dropout: float = 0.2
+    label_smoothing: float = 0.0
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup in phase 2 (0: off)
     patience: int = 4
     augment: bool = True
     balance: bool = True
@@ -154,7 +157,7 @@ def _run(opts: TrainOptions, scan: ScanResult, run_dir: Path, started: float) ->
     model.save(checkpoint)
     if opts.fine_tune_epochs > 0 and opts.unfreeze > 0:
         t = time.monotonic()
-        baseline = _val_loss(model, data["val"], opts.batch_size)
+        baseline = _val_loss(model, opts, data["val"], strategy)
         unfrozen = _unfreeze_top(base, opts.unfreeze, opts.train_batchnorm)
         log.info(
             "phase 2: fine-tuning the top %d layers of %s (val_loss before %.4f)",
@@ -247,21 +250,30 @@ def _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs
 def _fit(
     opts, model, lr, epochs, data, weights, strategy, logs, phase, extra=(), cached=False
 ) -> list[dict[str, Any]]:
-    with strategy.scope():
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=lr),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+    n_classes = int(model.output_shape[-1])
+    steps = math.ceil(len(data["train"].labels) / opts.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(epochs * steps, 1))
+    _compile(model, opts, strategy, schedule)
     if cached:
-        train_ds = tf.data.Dataset.from_tensor_slices((data["train"].images, data["train"].labels))
-        train_ds = train_ds.shuffle(len(data["train"].labels), seed=opts.seed).batch(opts.batch_size)
-        val_ds = tf.data.Dataset.from_tensor_slices((data["val"].images, data["val"].labels)).batch(
-            opts.batch_size
+        train_ds = tf.data.Dataset.from_tensor_slices(
+            (data["train"].images, _one_hot(data["train"].labels, n_classes))
         )
+        train_ds = train_ds.shuffle(len(data["train"].labels), seed=opts.seed).batch(opts.batch_size)
+        val_ds = tf.data.Dataset.from_tensor_slices(
+            (data["val"].images, _one_hot(data["val"].labels, n_classes))
+        ).batch(opts.batch_size)
     else:
-        train_ds = image_dataset(data["train"], opts.batch_size, training=opts.augment, seed=opts.seed)
-        val_ds = image_dataset(data["val"], opts.batch_size, training=False, seed=opts.seed)
+        train_ds = image_dataset(
+            data["train"],
+            opts.batch_size,
+            training=opts.augment,
+            seed=opts.seed,
+            one_hot=n_classes,
+            mixup_alpha=opts.mixup,
+        )
+        val_ds = image_dataset(
+            data["val"], opts.batch_size, training=False, seed=opts.seed, one_hot=n_classes
+        )
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=opts.patience, restore_best_weights=True),
         keras.callbacks.CSVLogger(str(logs.parent / f"history_{phase}.csv")),
@@ -285,6 +297,20 @@ def _fit(
     ]
 
 
+def _compile(model: keras.Model, opts: TrainOptions, strategy, learning_rate=1e-3) -> None:
+    """One loss for every phase and for the checkpoint baseline, so their val_loss values compare."""
+    with strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=opts.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+
+
+def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.eye(n_classes, dtype=np.float32)[labels]
+
+
 def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
     try:
         import tensorboard  # noqa: F401
@@ -294,9 +320,10 @@ def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.TensorBoard(log_dir=str(log_dir))]
 
 
-def _val_loss(model: keras.Model, arrays: Arrays, batch_size: int) -> float:
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    ds = image_dataset(arrays, batch_size, training=False, seed=0)
+def _val_loss(model: keras.Model, opts: TrainOptions, arrays: Arrays, strategy) -> float:
+    _compile(model, opts, strategy)
+    n_classes = int(model.output_shape[-1])
+    ds = image_dataset(arrays, opts.batch_size, training=False, seed=0, one_hot=n_classes)
     return float(model.evaluate(ds, verbose=0, return_dict=True)["loss"])
 
 

@@ -167,6 +167,27 @@ def test_mobilenet_v2_and_lite0_train_with_random_weights(tmp_path: Path) -> Non
         assert (out / "model.keras").is_file()
 
 
+def test_label_smoothing_and_mixup_train_a_model_that_still_separates_the_classes(tmp_path: Path) -> None:
+    run = make_tiny_run(tmp_path, label_smoothing=0.1, mixup=0.2, fine_tune_epochs=3)
+    info = json.loads((run / "run.json").read_text())
+    assert info["args"]["label_smoothing"] == 0.1 and info["args"]["mixup"] == 0.2
+    phases = {row["phase"] for row in csv.DictReader((run / "history.csv").open())}
+    assert phases == {"head", "fine_tune"}
+    assert info["metrics"]["test_accuracy"] >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--label-smoothing", "1.0"), ("--label-smoothing", "-0.1"), ("--mixup", "-1")]
+)
+def test_cli_refuses_out_of_range_regularisers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    data = make_shapes_dataset(tmp_path / "data", per_class=12, size=32)
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), option, value]) == 1
+    assert option in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_lite0_weights_that_do_not_fit_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
