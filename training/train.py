@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -251,9 +250,7 @@ def _fit(
     opts, model, lr, epochs, data, weights, strategy, logs, phase, extra=(), cached=False
 ) -> list[dict[str, Any]]:
     n_classes = int(model.output_shape[-1])
-    steps = math.ceil(len(data["train"].labels) / opts.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(epochs * steps, 1))
-    _compile(model, opts, strategy, schedule)
+    _compile(model, opts, strategy, lr)
     if cached:
         train_ds = tf.data.Dataset.from_tensor_slices(
             (data["train"].images, _one_hot(data["train"].labels, n_classes))
