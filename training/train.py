@@ -58,7 +58,7 @@ class TrainOptions:
     train_batchnorm: bool = False
     dropout: float = 0.2
     label_smoothing: float = 0.0
-    mixup: float = 0.0  # Beta(alpha, alpha) of mixup in phase 2 (0: off)
+    mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha) whenever training on images (0: off)
     patience: int = 4
     augment: bool = True
     balance: bool = True
@@ -294,7 +294,9 @@ def _fit(
     ]
 
 
-def _compile(model: keras.Model, opts: TrainOptions, strategy, learning_rate=1e-3) -> None:
+def _compile(
+    model: keras.Model, opts: TrainOptions, strategy: tf.distribute.Strategy, learning_rate: float = 1e-3
+) -> None:
     """One loss for every phase and for the checkpoint baseline, so their val_loss values compare."""
     with strategy.scope():
         model.compile(
@@ -317,7 +319,9 @@ def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.TensorBoard(log_dir=str(log_dir))]
 
 
-def _val_loss(model: keras.Model, opts: TrainOptions, arrays: Arrays, strategy) -> float:
+def _val_loss(
+    model: keras.Model, opts: TrainOptions, arrays: Arrays, strategy: tf.distribute.Strategy
+) -> float:
     _compile(model, opts, strategy)
     n_classes = int(model.output_shape[-1])
     ds = image_dataset(arrays, opts.batch_size, training=False, seed=0, one_hot=n_classes)
