@@ -39,6 +39,9 @@ def build_wheel(out: Path) -> Path:
     """``pip wheel --no-deps`` of this checkout (the wheel that goes to the bin)."""
     if not (REPO / "pyproject.toml").is_file():
         raise SmartbinError(f"{REPO} is not a smartbin checkout; build a wheel there and pass --wheel FILE")
+    # setuptools builds in the checkout's build/ folder and never empties it: files deleted or renamed
+    # since an earlier build (old sample photos, old modules) would ride along in the wheel.
+    shutil.rmtree(REPO / "build", ignore_errors=True)
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
         capture_output=True,
