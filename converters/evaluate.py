@@ -19,8 +19,7 @@ from smartbin.device.bundle import load_bundle
 from smartbin.device.classifier import Classifier
 from smartbin.device.errors import SmartbinError
 from smartbin.training.images import ImageLoadError, load_rgb
-
-from .metrics import confusion_matrix, per_class, plot_confusion
+from smartbin.training.metrics import confusion_matrix, per_class, plot_confusion
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

@@ -11,57 +11,24 @@ from typing import Any
 import numpy as np
 
 from .data import Arrays, image_dataset
+from .metrics import confusion_matrix, per_class, plot_confusion
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support, macro F1 and the confusion matrix (rows = true)."""
-    n = len(labels)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    per_class = {}
-    for i, label in enumerate(labels):
-        tp = confusion[i, i]
-        predicted = confusion[:, i].sum()
-        actual = confusion[i, :].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {
-            "precision": round(float(precision), 4),
-            "recall": round(float(recall), 4),
-            "f1": round(float(f1), 4),
-            "support": int(actual),
-        }
+    confusion = confusion_matrix(y_true, y_pred, len(labels))
+    per_label = {
+        label: {k: v if k == "support" else round(float(v), 4) for k, v in values.items()}
+        for label, values in per_class(confusion, labels).items()
+    }
     total = int(confusion.sum())
     return {
         "accuracy": round(float(np.trace(confusion) / total), 4) if total else 0.0,
         "count": total,
-        "macro_f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 4),
-        "per_class": per_class,
+        "macro_f1": round(float(np.mean([c["f1"] for c in per_label.values()])), 4),
+        "per_class": per_label,
         "confusion": confusion.tolist(),
     }
-
-
-def plot_confusion(confusion: np.ndarray, labels: Sequence[str], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    confusion = np.asarray(confusion)
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2.5, 1.2 * len(labels) + 2))
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    top = confusion.max() or 1
-    for (i, j), value in np.ndenumerate(confusion):
-        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
@@ -111,8 +78,8 @@ def write_reports(
         plot_confusion(
             np.array(metrics[split]["confusion"]),
             labels,
-            f"{split} ({len(predicted)} images)",
             run_dir / f"confusion_{split}.png",
+            f"{split} ({len(predicted)} images)",
         )
         if split == "test":
             _write_misclassified(data[split], scores, labels, run_dir / "misclassified.csv")
