@@ -2,7 +2,9 @@
 
 The bundle runs through the device's :class:`~smartbin.device.classifier.Classifier` (the same
 runtime, preprocessing and thread setting a bin uses), so the numbers are the bin's numbers
-apart from the CPU.
+apart from the CPU. It needs only what a bin has (the ``[device]`` extra: photos are decoded
+with OpenCV, as the folder camera does), so it also runs on the bin itself to measure the
+latency of its own CPU; without matplotlib it writes no PNG and says so.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ from typing import Any
 import numpy as np
 
 from smartbin.device.bundle import load_bundle
+from smartbin.device.cameras.folder import IMAGE_SUFFIXES, read_rgb
 from smartbin.device.classifier import Classifier
-from smartbin.device.errors import SmartbinError
-from smartbin.training.images import ImageLoadError, load_rgb
+from smartbin.device.errors import CameraError, SmartbinError
 from smartbin.training.metrics import confusion_matrix, per_class, plot_confusion
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,8 @@ def evaluate_bundle(
     warmed_up = False
     for path, label in scan.items:
         try:
-            rgb = load_rgb(path)
-        except ImageLoadError:
+            rgb = read_rgb(path)
+        except CameraError:
             unreadable.append(path)
             continue
         if not warmed_up:  # the first invoke allocates and plans; it is not what a bin sees per item
@@ -140,13 +140,17 @@ def evaluate_bundle(
         "notes": notes,
     }
     out.mkdir(parents=True, exist_ok=True)
-    png = plot_confusion(
-        matrix,
-        bundle.labels,
-        out / "confusion_matrix.png",
-        f"{bundle.version}: {100 * report['accuracy']:.1f}%",
-    )
-    report["outputs"] = {"confusion_matrix": str(png), "metrics": str(out / "metrics.json")}
+    report["outputs"] = {"metrics": str(out / "metrics.json")}
+    try:
+        png = plot_confusion(
+            matrix,
+            bundle.labels,
+            out / "confusion_matrix.png",
+            f"{bundle.version}: {100 * report['accuracy']:.1f}%",
+        )
+        report["outputs"]["confusion_matrix"] = str(png)
+    except ImportError:
+        notes.append("matplotlib is not installed, so no confusion_matrix.png (pip install matplotlib)")
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
@@ -169,5 +173,5 @@ def format_report(report: dict[str, Any]) -> str:
     )
     lines.append(f"misclassified: {len(report['misclassified'])}")
     lines += [f"note: {note}" for note in report["notes"]]
-    lines.append(f"wrote {report['outputs']['metrics']} and {report['outputs']['confusion_matrix']}")
+    lines.append(f"wrote {' and '.join(report['outputs'].values())}")
     return "\n".join(lines)

@@ -56,7 +56,25 @@ def read_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise CameraError(f"cannot decode image {path}: the file is unreadable, corrupt or not an image")
+    if _is_truncated_jpeg(path):
+        raise CameraError(
+            f"image {path} is a truncated JPEG (it has no end marker); copy it again or delete it"
+        )
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _is_truncated_jpeg(path: Path) -> bool:
+    """A JPEG whose end-of-image marker is missing: OpenCV decodes it anyway, the lost part grey.
+
+    The marker can be followed by a little padding; a file cut short has none near its end
+    (inside the compressed data a 0xFF byte is always followed by 0x00 or a restart marker).
+    """
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return False
+        f.seek(0, 2)
+        f.seek(max(f.tell() - 4096, 0))
+        return b"\xff\xd9" not in f.read()
 
 
 class FolderCamera(Camera):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -36,7 +38,10 @@ def photos(tmp_path):
     write_photo(root / "glass" / "misfiled.png", coloured_photo("can", rng))
     write_photo(root / "cardboard" / "0.jpg", coloured_photo("can", rng))
     (root / "can" / "notes.txt").write_text("not a photo")
-    (root / "plastic" / "broken.jpg").write_bytes((root / "plastic" / "0.jpg").read_bytes()[:50])
+    whole = (root / "plastic" / "0.jpg").read_bytes()
+    (root / "plastic" / "broken.jpg").write_bytes(
+        whole[: len(whole) // 2]
+    )  # truncated: OpenCV alone decodes it
     return root
 
 
@@ -93,3 +98,21 @@ def test_evaluate_missing_folder_and_bad_bundle(int8_bundle, tmp_path, capsys):
     (broken / "model.tflite").write_bytes(b"garbage")
     with pytest.raises(BundleError, match="corrupt or truncated"):
         evaluate_bundle(broken, tmp_path)
+
+
+def test_evaluate_runs_with_what_a_bin_has(int8_bundle, photos, tmp_path):
+    """No Pillow, matplotlib, TensorFlow or Keras (the [device] extra): the report, without its PNG."""
+    code = (
+        "import sys\n"
+        "for name in ('PIL', 'matplotlib', 'tensorflow', 'keras'):\n"
+        "    sys.modules[name] = None\n"
+        "from smartbin.device.cli import main\n"
+        f"sys.exit(main(['evaluate', {str(int8_bundle)!r}, {str(photos)!r}, '--out', {str(tmp_path / 'r')!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "accuracy 92.3%" in result.stdout
+    assert "note: matplotlib is not installed" in result.stdout
+    assert (tmp_path / "r" / "metrics.json").is_file() and not (
+        tmp_path / "r" / "confusion_matrix.png"
+    ).exists()

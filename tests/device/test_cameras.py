@@ -21,6 +21,7 @@ from smartbin.device.cameras import (
     Picamera2Camera,
     create_camera,
     list_images,
+    read_rgb,
 )
 from smartbin.device.errors import CameraError, ConfigError
 
@@ -128,6 +129,20 @@ def test_a_corrupt_file_fails_its_capture_names_the_file_and_is_skipped(tmp_path
         with pytest.raises(CameraError, match=r"2\.jpg"):
             camera.capture()
         assert colour(camera.capture()) == BLUE
+
+
+def test_a_truncated_jpeg_is_refused_although_opencv_would_decode_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    noisy = cv2.resize(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), (200, 200))
+    ok, jpeg = cv2.imencode(".jpg", noisy)
+    assert ok
+    whole = tmp_path / "whole.jpg"
+    whole.write_bytes(jpeg.tobytes() + b"\0" * 16)  # padding after the end marker is fine
+    (tmp_path / "cut.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])
+    assert cv2.imread(str(tmp_path / "cut.jpg")) is not None  # OpenCV alone would not notice
+    assert read_rgb(whole).shape == (200, 200, 3)
+    with pytest.raises(CameraError, match=r"cut\.jpg is a truncated JPEG"):
+        read_rgb(tmp_path / "cut.jpg")
 
 
 def test_folder_camera_open_errors(tmp_path: Path) -> None:
