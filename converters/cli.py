@@ -6,33 +6,37 @@ Only argparse here: TensorFlow and the converters' modules are imported inside t
 import argparse
 import json
 import logging
-import os
+
+from smartbin.device.arguments import positive_int
 
 from . import QUANTIZATIONS
 
 
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ logging (CPU feature notes, converter chatter) buries our report.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _import_tensorflow() -> None:
+    """TensorFlow's start-up lines (oneDNN, CPU features, absl) would bury our report; -v shows them."""
+    from smartbin.device.native import import_quietly
+
+    import_quietly("tensorflow")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
 
 
 def _convert(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
-    from .convert import convert_run
+    from .convert import check_arguments, convert_run
     from .parity import ParityGateError
+    from .run_dir import load_run
 
+    options = {
+        "max_drop": args.max_drop,
+        "representative": args.representative,
+        "version": args.version,
+        "name": args.name,
+        "threads": args.threads,
+    }
+    check_arguments(args.quantize, args.out, **options)  # all of it before TensorFlow's ~10 s start
+    load_run(args.run_dir)
+    _import_tensorflow()
     try:
-        result = convert_run(
-            args.run_dir,
-            args.quantize,
-            args.out,
-            max_drop=args.max_drop,
-            representative=args.representative,
-            version=args.version,
-            name=args.name,
-            threads=args.threads,
-        )
+        result = convert_run(args.run_dir, args.quantize, args.out, **options)
     except ParityGateError as exc:
         print(exc.report.summary())
         raise
@@ -47,14 +51,20 @@ def _convert(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_bundle, format_report
 
-    report = evaluate_bundle(args.bundle, args.data_dir, threads=args.threads, out_dir=args.out)
+    report = evaluate_bundle(args.bundle, args.data_dirs, threads=args.threads, out_dir=args.out)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 
 def _export_serving(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
+    from smartbin.device.files import check_out_dir
+
+    from .run_dir import load_run
     from .serving import export_serving
+
+    check_out_dir(args.out, "--out")  # all of it before TensorFlow's ~10 s start
+    load_run(args.run_dir)
+    _import_tensorflow()
 
     out = export_serving(args.run_dir, args.out)
     print(f"wrote SavedModel {out} (signature 'serving_default': image_bytes -> scores, labels, label)")
@@ -90,8 +100,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--version", help="bundle version (default: <name>-<date>-<sha256[:8]>)")
     p.add_argument("--name", help="bundle name (default: <backbone>-<quantisation>)")
-    p.add_argument("--threads", type=int, metavar="N", help="interpreter threads for the parity check")
-    p.set_defaults(func=_convert)
+    p.add_argument(
+        "--threads", type=positive_int, metavar="N", help="interpreter threads for the parity check"
+    )
+    p.set_defaults(func=_convert, left_on_interrupt="{out} left as it was")
 
     p = subparsers.add_parser(
         "evaluate",
@@ -100,15 +112,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "per-class precision/recall/F1, a confusion matrix PNG and inference latency p50/p95.",
     )
     p.add_argument("bundle", metavar="BUNDLE", help="a model bundle directory")
-    p.add_argument("data_dir", metavar="DATA_DIR", help="one sub-folder of photos per label")
+    p.add_argument(
+        "data_dirs",
+        metavar="DATA_DIR",
+        nargs="+",
+        help="one sub-folder of photos per label; several folders (photo sets) are also reported one by one",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--threads", type=int, metavar="N", help="interpreter threads (default: the runtime's)")
+    p.add_argument(
+        "--threads", type=positive_int, metavar="N", help="interpreter threads (default: the runtime's)"
+    )
     p.add_argument(
         "--out",
         metavar="DIR",
         help="where to write metrics.json and confusion_matrix.png (default: ./evaluation-<version>)",
     )
-    p.set_defaults(func=_evaluate)
+    p.set_defaults(func=_evaluate, left_on_interrupt="nothing was written")
 
     p = subparsers.add_parser(
         "export-serving",
@@ -120,4 +139,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, metavar="DIR", help="SavedModel directory to create (must not exist)"
     )
-    p.set_defaults(func=_export_serving)
+    p.set_defaults(func=_export_serving, left_on_interrupt="{out} was not created")

@@ -19,11 +19,13 @@ import numpy as np
 
 from smartbin.device.bundle import MANIFEST_NAME, is_safe_name, load_bundle
 from smartbin.device.errors import BundleError, SmartbinError
+from smartbin.device.files import check_out_dir
+from smartbin.device.native import native_stderr_silenced
 
 from . import tflite
 from .bundle_writer import write_bundle
 from .frames import load_frames, sample_examples
-from .parity import ParityReport, bundle_scores, compare, keras_scores
+from .parity import ParityReport, bundle_scores, check_bin_accepts, compare, keras_scores
 from .run_dir import TrainingRun, load_keras_model, load_run
 
 log = logging.getLogger(__name__)
@@ -39,9 +41,42 @@ class ConvertResult:
 
 
 def check_out(out: Path) -> None:
-    """Refuse an ``--out`` that would overwrite something that is not a bundle (before any work)."""
+    """Refuse an ``--out`` that would overwrite something that is not a bundle, or cannot be made."""
+    check_out_dir(out, "--out")
     if out.exists() and not (out / MANIFEST_NAME).is_file():
         raise BundleError(f"{out}: exists and is not a model bundle; choose another --out")
+
+
+def check_arguments(
+    quantization: str,
+    out: str | Path,
+    *,
+    max_drop: float = 1.0,
+    representative: int = 150,
+    version: str | None = None,
+    name: str | None = None,
+    threads: int | None = None,
+) -> None:
+    """Refuse bad arguments in one line before minutes of conversion (as :func:`convert_run` takes them)."""
+    if quantization not in tflite.QUANTIZATIONS:
+        raise SmartbinError(
+            f"unknown quantisation {quantization!r}; choose one of {', '.join(tflite.QUANTIZATIONS)}"
+        )
+    if not max_drop >= 0:  # NaN too
+        raise SmartbinError(f"--max-drop must be 0 or more points, got {max_drop:g}")
+    if representative < 1:
+        raise SmartbinError(f"--representative must be at least 1 image, got {representative}")
+    if threads is not None and threads < 1:
+        raise SmartbinError(f"--threads must be 1 or more, got {threads}")
+    # The version defaults to <name>-<date>-<sha256[:8]> (see write_bundle): that must be safe too.
+    if name is not None and not is_safe_name(f"{name}-YYYYMMDD-01234567"):
+        raise BundleError(
+            f"name {name!r} cannot make a bundle version; use letters, digits, '.', '-' and '_' "
+            "(at most 62 of them) and choose another --name"
+        )
+    if version is not None and not is_safe_name(version):
+        raise BundleError(f"version {version!r} may hold only letters, digits, '.', '-' and '_'")
+    check_out(Path(out))
 
 
 def gate_examples(run: TrainingRun) -> tuple[str, list]:
@@ -68,17 +103,15 @@ def convert_run(
 ) -> ConvertResult:
     """Convert, gate, publish. Raises :class:`~.parity.ParityGateError` (nothing published) on a failed gate."""
     out = Path(out)
-    if quantization not in tflite.QUANTIZATIONS:
-        raise SmartbinError(
-            f"unknown quantisation {quantization!r}; choose one of {', '.join(tflite.QUANTIZATIONS)}"
-        )
-    if max_drop < 0:
-        raise SmartbinError(f"--max-drop must be 0 or more points, got {max_drop:g}")
-    if representative < 1:
-        raise SmartbinError(f"--representative must be at least 1 image, got {representative}")
-    if version is not None and not is_safe_name(version):
-        raise BundleError(f"version {version!r} may hold only letters, digits, '.', '-' and '_'")
-    check_out(out)
+    check_arguments(
+        quantization,
+        out,
+        max_drop=max_drop,
+        representative=representative,
+        version=version,
+        name=name,
+        threads=threads,
+    )
     run = load_run(run_dir)
     gate_split, gate_items = gate_examples(run)
     spec = run.input_spec(tflite.input_dtype(quantization))
@@ -90,7 +123,8 @@ def convert_run(
         log.info("calibrating int8 on %d training images", len(sample))
         dataset = tflite.representative_dataset(load_frames(sample, spec))
     started = time.perf_counter()
-    model_bytes = tflite.convert_keras(model, quantization, dataset)
+    with native_stderr_silenced():  # the converter's native notes ("fully_quantize: 0, ..."); -v shows them
+        model_bytes = tflite.convert_keras(model, quantization, dataset)
     seconds = time.perf_counter() - started
     log.info("converted to %s in %.1f s (%d bytes)", quantization, seconds, len(model_bytes))
 
@@ -112,6 +146,7 @@ def convert_run(
         report = compare(reference, scores, truth, split=gate_split, runtime=runtime)
         log.debug("%s", report.summary())
         report.check(max_drop)
+        check_bin_accepts(staged, threads=threads)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
 

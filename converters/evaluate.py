@@ -3,7 +3,8 @@
 The bundle runs through the device's :class:`~smartbin.device.classifier.Classifier` (the same
 runtime, preprocessing and thread setting a bin uses), so the numbers are the bin's numbers
 apart from the CPU. It needs only what a bin has (the ``[device]`` extra: photos are decoded
-with OpenCV, as the folder camera does), so it also runs on the bin itself to measure the
+by :func:`smartbin.device.images.read_rgb`, as training, the folder camera and ``classify`` decode
+them), so it also runs on the bin itself to measure the
 latency of its own CPU; without matplotlib it writes no PNG and says so.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from smartbin.device.bundle import load_bundle
-from smartbin.device.cameras.folder import IMAGE_SUFFIXES, read_rgb
+from smartbin.device.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.classifier import Classifier
 from smartbin.device.errors import CameraError, SmartbinError
+from smartbin.device.files import check_out_dir, dir_problem
+from smartbin.device.images import read_rgb
 from smartbin.training.metrics import confusion_matrix, per_class, plot_confusion
 
 
@@ -33,10 +37,9 @@ class LabelledImages:
 def scan_labelled(data_dir: str | Path, labels: tuple[str, ...]) -> LabelledImages:
     """Images in ``data_dir/<label>/`` (recursively) for the bundle's labels; other folders are noted and skipped."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise SmartbinError(
-            f"{data_dir}: no such folder; give a folder with one sub-folder of photos per label"
-        )
+    problem = dir_problem(data_dir)
+    if problem:
+        raise SmartbinError(f"{data_dir}: {problem}; give a folder with one sub-folder of photos per label")
     folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [p.name for p in folders if p.name not in labels]
     notes = []
@@ -69,30 +72,50 @@ def _percentile_ms(seconds: list[float], q: float) -> float:
     return round(float(np.percentile(seconds, q)) * 1000.0, 3)
 
 
+def _named_folders(data_dirs: str | Path | Sequence[str | Path]) -> dict[str, Path]:
+    """The photo folders by name (the reports name them by their folder); a name may occur once."""
+    folders: dict[str, Path] = {}
+    for data_dir in [data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs:
+        path = Path(data_dir)
+        name = path.resolve().name
+        if name in folders:
+            raise SmartbinError(
+                f"{folders[name]} and {path} are both named {name!r}; the report names folders by name, so give "
+                "each photo set once and rename one of two sets with the same name"
+            )
+        folders[name] = path
+    return folders
+
+
 def evaluate_bundle(
     bundle_path: str | Path,
-    data_dir: str | Path,
+    data_dirs: str | Path | Sequence[str | Path],
     *,
     threads: int | None = None,
     out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Classify every photo, write ``metrics.json`` and ``confusion_matrix.png`` to ``out_dir``, return the report."""
+    """Classify every photo, write ``metrics.json`` and ``confusion_matrix.png`` to ``out_dir``, return the report.
+
+    Given several folders (photo sets), the report also holds accuracy and the confusion matrix of
+    each (``by_source``, and ``confusion_matrix_<set>.png``).
+    """
     bundle = load_bundle(bundle_path)
-    scan = scan_labelled(data_dir, bundle.labels)
+    folders = _named_folders(data_dirs)
+    scans = {name: scan_labelled(path, bundle.labels) for name, path in folders.items()}
     classifier = Classifier(bundle, threads=threads)
     out = Path(out_dir) if out_dir is not None else Path(f"evaluation-{bundle.version}")
-    if out.exists() and not out.is_dir():
-        raise SmartbinError(f"{out}: exists and is not a folder; choose another --out")
+    check_out_dir(out, "--out")
 
-    notes = list(scan.notes)
-    truth, predicted, latencies, misclassified = [], [], [], []
-    unreadable: list[Path] = []
+    several = len(scans) > 1
+    notes = [f"{name}: {note}" if several else note for name, scan in scans.items() for note in scan.notes]
+    truth, predicted, sources, latencies, misclassified = [], [], [], [], []
+    unreadable: list[str] = []
     warmed_up = False
-    for path, label in scan.items:
+    for source, path, label in ((name, *item) for name, scan in scans.items() for item in scan.items):
         try:
             rgb = read_rgb(path)
-        except CameraError:
-            unreadable.append(path)
+        except CameraError as exc:
+            unreadable.append(str(exc))
             continue
         if not warmed_up:  # the first invoke allocates and plans; it is not what a bin sees per item
             classifier.scores(rgb)
@@ -103,26 +126,28 @@ def evaluate_bundle(
         best = int(np.argmax(scores))
         truth.append(bundle.labels.index(label))
         predicted.append(best)
+        sources.append(source)
         if bundle.labels[best] != label:
             misclassified.append(
                 {
                     "path": str(path),
+                    "source": source,
                     "label": label,
                     "predicted": bundle.labels[best],
                     "confidence": float(scores[best]),
                 }
             )
     if unreadable:
-        notes.append(f"skipped {len(unreadable)} unreadable image(s) (e.g. {unreadable[0]})")
+        notes.append(f"skipped {len(unreadable)} image(s) that cannot be classified (e.g. {unreadable[0]})")
     if not truth:
-        raise SmartbinError(f"{data_dir}: none of the photos could be read")
+        raise SmartbinError(f"{', '.join(map(str, folders.values()))}: none of the photos could be read")
 
     matrix = confusion_matrix(np.array(truth), np.array(predicted), len(bundle.labels))
     report: dict[str, Any] = {
         "bundle": str(bundle.path),
         "version": bundle.version,
         "quantization": bundle.quantization,
-        "data_dir": str(Path(data_dir).resolve()),
+        "data_dirs": [str(path.resolve()) for path in folders.values()],
         "images": len(truth),
         "accuracy": float(np.trace(matrix) / matrix.sum()),
         "per_class": per_class(matrix, bundle.labels),
@@ -139,6 +164,13 @@ def evaluate_bundle(
         "misclassified": misclassified,
         "notes": notes,
     }
+    if several:
+        report["by_source"] = {
+            name: _source_metrics(
+                np.array(truth), np.array(predicted), np.array(sources) == name, bundle.labels
+            )
+            for name in scans
+        }
     out.mkdir(parents=True, exist_ok=True)
     report["outputs"] = {"metrics": str(out / "metrics.json")}
     try:
@@ -149,10 +181,31 @@ def evaluate_bundle(
             f"{bundle.version}: {100 * report['accuracy']:.1f}%",
         )
         report["outputs"]["confusion_matrix"] = str(png)
+        for name, figures in report.get("by_source", {}).items():
+            png = plot_confusion(
+                np.array(figures["confusion_matrix"]),
+                bundle.labels,
+                out / f"confusion_matrix_{name}.png",
+                f"{bundle.version} on {name}: {100 * figures['accuracy']:.1f}%",
+            )
+            report["outputs"][f"confusion_matrix_{name}"] = str(png)
     except ImportError:
         notes.append("matplotlib is not installed, so no confusion_matrix.png (pip install matplotlib)")
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _source_metrics(
+    truth: np.ndarray, predicted: np.ndarray, mine: np.ndarray, labels: tuple[str, ...]
+) -> dict[str, Any]:
+    """Accuracy, per-class figures and the confusion matrix of the images where ``mine`` is true."""
+    matrix = confusion_matrix(truth[mine], predicted[mine], len(labels))
+    return {
+        "images": int(mine.sum()),
+        "accuracy": float(np.trace(matrix) / matrix.sum()) if mine.any() else 0.0,
+        "per_class": per_class(matrix, labels),
+        "confusion_matrix": matrix.tolist(),
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -171,6 +224,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(
         f"latency ({lat['runtime']}, threads {threads}): p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms"
     )
+    for name, figures in report.get("by_source", {}).items():
+        lines.append(f"{name}: accuracy {100 * figures['accuracy']:.1f}% on {figures['images']} images")
     lines.append(f"misclassified: {len(report['misclassified'])}")
     lines += [f"note: {note}" for note in report["notes"]]
     lines.append(f"wrote {' and '.join(report['outputs'].values())}")

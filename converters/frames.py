@@ -1,4 +1,8 @@
-"""Turn listed image files into model-sized frames exactly as the bin does (load, then resize)."""
+"""Turn listed image files into model-sized frames exactly as the bin does (decode, then resize).
+
+Int8 calibration and the parity gate both read photos here, with the bin's own decoder
+(:func:`smartbin.device.images.decode_image`), the one training used too.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 from smartbin.device.bundle import InputSpec
 from smartbin.device.classifier import resize_frame
 from smartbin.device.errors import SmartbinError
-from smartbin.training.images import load_rgb
+from smartbin.device.images import decode_image
 
 from .run_dir import Example, TrainingRun
 
@@ -24,7 +28,7 @@ def load_frames(examples: Sequence[Example], spec: InputSpec) -> np.ndarray:
         )
     frames = np.empty((len(examples), spec.height, spec.width, 3), np.uint8)
     for i, ex in enumerate(examples):
-        frames[i] = resize_frame(load_rgb(ex.path), spec)
+        frames[i] = resize_frame(decode_image(ex.path), spec)
     return frames
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from smartbin.device.bundle import load_bundle
 from smartbin.device.classifier import Classifier
-from smartbin.device.errors import SmartbinError
+from smartbin.device.errors import BundleError, SmartbinError
 
 KERAS_BATCH = 32
 
@@ -80,9 +80,26 @@ def keras_scores(model, frames: np.ndarray, batch_size: int = KERAS_BATCH) -> np
 def bundle_scores(
     bundle_path: str | Path, frames: np.ndarray, threads: int | None = None
 ) -> tuple[np.ndarray, str]:
-    """Scores of a bundle's model, one frame at a time through the device's classifier."""
-    classifier = Classifier(load_bundle(bundle_path), threads=threads)
+    """Scores of a bundle's model, one frame at a time through the device's classifier.
+
+    The bundle is measured as it is, lying or not (the gate's report says how far off it is);
+    :func:`check_bin_accepts` then applies the checks a bin makes at load.
+    """
+    classifier = Classifier(load_bundle(bundle_path), threads=threads, verify=False)
     return np.stack([classifier.scores(frame) for frame in frames]), classifier.runtime
+
+
+def check_bin_accepts(bundle_path: Path, threads: int | None = None) -> None:
+    """Refuse a converted bundle that a bin would refuse to load (manifest that does not fit its
+    model, constant or non-probability scores), even though it passed the parity gate."""
+    try:
+        Classifier(load_bundle(bundle_path), threads=threads)
+    except BundleError as exc:
+        reason = str(exc).removeprefix(f"{bundle_path}: ")
+        raise SmartbinError(
+            f"the converted model passed the parity gate but a bin would refuse it ({reason}); "
+            "no bundle was written"
+        ) from None
 
 
 def compare(

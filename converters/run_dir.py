@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from smartbin.device.bundle import RESIZE_MODES, InputSpec
-from smartbin.device.errors import SmartbinError
+from smartbin.device.errors import SmartbinError, os_error_reason
+from smartbin.device.files import dir_problem
 
 MODEL_NAME = "model.keras"
 RUN_JSON = "run.json"
@@ -62,7 +63,10 @@ class TrainingRun:
             "alpha",
             "weights",
             "weights_sha256",
-            "data_dir",
+            "weights_package",
+            "weights_file",
+            "data_dir",  # runs before several photo sets
+            "data_dirs",
             "seed",
             "created",
             "args",
@@ -86,7 +90,9 @@ def _read_run_json(path: Path) -> dict[str, Any]:
         info = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunDirError(f"{path}: no {RUN_JSON}; is this a run directory? ({_TRAIN_HINT})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise RunDirError(f"{path / RUN_JSON}: {os_error_reason(exc)}; train again or restore it") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{path / RUN_JSON}: unreadable ({exc}); train again or restore it") from None
     if not isinstance(info, dict):
         raise RunDirError(f"{path / RUN_JSON}: expected a JSON object")
@@ -113,16 +119,19 @@ def _read_splits(path: Path, labels: tuple[str, ...]) -> dict[str, list[Example]
                 splits[split].append(Example(Path(row["path"]), label))
     except FileNotFoundError:
         raise RunDirError(f"{path}: no {SPLITS_CSV}; the run is incomplete ({_TRAIN_HINT})") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise RunDirError(f"{path / SPLITS_CSV}: unreadable ({exc})") from None
+    except OSError as exc:
+        raise RunDirError(f"{path / SPLITS_CSV}: {os_error_reason(exc)}; train again or restore it") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise RunDirError(f"{path / SPLITS_CSV}: unreadable ({exc}); train again or restore it") from None
     return splits
 
 
 def load_run(path: str | Path) -> TrainingRun:
     """Read and check a run directory; raise :class:`RunDirError` with one line if it is unusable."""
     path = Path(path)
-    if not path.is_dir():
-        raise RunDirError(f"{path}: no such run directory ({_TRAIN_HINT})")
+    problem = dir_problem(path)
+    if problem:
+        raise RunDirError(f"{path}: {problem}; give a run directory ({_TRAIN_HINT})")
     if not (path / MODEL_NAME).is_file():
         raise RunDirError(f"{path}: no {MODEL_NAME} in the run directory; {_TRAIN_HINT}")
     info = _read_run_json(path)

@@ -3,9 +3,10 @@
 Here: build (or take) the smartbin wheel and read the config and systemd unit. There: one
 ``python3`` run of :mod:`smartbin.deploy.bootstrap_remote` (stdlib only) that installs apt
 packages, the ``smartbin`` user in gpio and video, the directories, a venv with
-``--system-site-packages`` (picamera2 and lgpio come from apt), the wheel, the config and the
-unit, and enables and starts the service. Every step compares first, so a second run changes
-nothing and says so.
+``--system-site-packages`` (picamera2 and lgpio come from apt), the wheel, the config, one run of
+the installed ``smartbin config check`` (a bin whose smartbin cannot start is not reported done,
+and its service is not started), the unit, and enables and starts the service. Every step
+compares first, so a second run changes nothing and says so.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def bootstrap(args: argparse.Namespace, options: SshOptions) -> int:
         argv = ["sudo", "-n"] if args.sudo else []
         argv += [args.remote_python, "-c", LOADER]
         with control_dir() as sockets, Connection(host, options, sockets) as conn:
-            out = conn.run(argv, input=data, timeout=1800).stdout
+            # apt and pip on a Pi Zero over Wi-Fi take many minutes; a hung bin is still stopped.
+            out = conn.run(argv, input=data, timeout=30 * 60).stdout
     except RemoteError as exc:
         raise SmartbinError(f"bootstrap of {host} failed: {exc}") from None
     finally:

@@ -141,8 +141,10 @@ class Bootstrap:
             wheel.write_bytes(base64.b64decode(self.p["wheel_b64"]))
             _run([*pip, "--no-deps", "--force-reinstall", str(wheel)])
             if not self.p["no_deps"]:
-                # numpy<2: apt's picamera2 extensions are built for Bookworm's numpy 1.24 (docs/hardware.md).
-                _run([*pip, f"{wheel}[device]", "numpy<2"])
+                # numpy<2 on Bookworm (Python 3.11): its apt picamera2 extensions are built for numpy 1.24
+                # (docs/hardware.md). Trixie's (Python 3.13) are built for numpy 2; 1.x has no 3.13 wheels.
+                pins = ["numpy<2"] if sys.version_info < (3, 12) else []
+                _run([*pip, f"{wheel}[device]", *pins])
         marker.write_text(digest + "\n")
         self.step("smartbin", True, f"installed {self.p['wheel_name']}")
 
@@ -182,6 +184,24 @@ class Bootstrap:
         else:
             self.step("config", False, f"{path} kept")
 
+    def check(self) -> None:
+        """Run the installed smartbin once, as the service would start it: never report a bin done
+        (or start its service) when its smartbin cannot start."""
+        config = self.path("/etc/smartbin/config.toml")
+        argv = [str(self.venv / "bin" / "smartbin"), "config", "check", str(config)]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise StepError(f"the installed smartbin cannot start ({exc}); run bootstrap again") from None
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            why = lines[-1].removeprefix("smartbin: error: ") if lines else f"exit {result.returncode}"
+            raise StepError(
+                f"the installed smartbin cannot start: {why}; fix that, then run bootstrap again "
+                "(the service was not started)"
+            )
+        self.step("check", False, f"smartbin starts and accepts {config}")
+
     def unit(self) -> None:
         path = self.path("/etc/systemd/system/smartbin.service")
         changed = self._install_file(path, self.p["unit_text"], 0o644, replace=True)
@@ -220,6 +240,7 @@ class Bootstrap:
         self.wheel()
         self.link()
         self.config()
+        self.check()
         self.unit()
         return self.steps
 

@@ -1,6 +1,6 @@
 """Sub-commands of this area (see smartbin.device.cli).
 
-``deploy``, ``models``, ``bootstrap`` and ``collect`` run here and reach bins over SSH;
+``deploy``, ``models``, ``bootstrap``, ``collect`` and ``retrain`` run here and reach bins over SSH;
 ``store`` runs on a bin (deploy calls it remotely). Handlers import their modules lazily.
 """
 
@@ -11,6 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+from smartbin.device.arguments import non_negative_int, positive_float, positive_int
 
 from . import store_commands
 
@@ -42,8 +44,9 @@ def _remote_side(args: argparse.Namespace) -> Any:
         config=args.remote_config,
         models_dir=args.models_dir,
         reload=reload,
-        health_timeout=getattr(args, "health_timeout", 0.0),
+        health_timeout=getattr(args, "health_timeout", 30.0),
         keep=getattr(args, "keep", 2),
+        command_timeout=args.command_timeout,
     )
 
 
@@ -99,10 +102,57 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from .collect import collect
-    from .ssh import parse_host
+    from smartbin.device.files import check_out_dir
 
-    return collect(parse_host(args.host), args.out, _ssh_options(args), _remote_side(args))
+    from .collect import collect_job
+    from .fleet import parse_hosts, run_on_hosts
+
+    check_out_dir(args.out, "--out")
+    hosts = parse_hosts(args.hosts)
+    job = collect_job(args.out, _remote_side(args), per_host=len(hosts) > 1)
+    return _finish(run_on_hosts(hosts, _ssh_options(args), job, jobs=args.jobs))
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from smartbin.device.errors import SmartbinError
+    from smartbin.device.files import check_out_dir, dir_problem
+    from smartbin.training.backbones import BACKBONES
+    from smartbin.training.cli import _class_list
+
+    from .fleet import parse_hosts
+    from .retrain import RetrainOptions, retrain
+
+    if args.backbone not in BACKBONES:
+        raise SmartbinError(f"unknown backbone {args.backbone!r}; choose one of {', '.join(BACKBONES)}")
+    for base in args.base:
+        problem = dir_problem(base)
+        if problem:
+            raise SmartbinError(f"--base {base}: {problem}; give a photo set with one sub-folder per class")
+    check_out_dir(args.work, "--work")
+    train = {
+        "backbone": args.backbone,
+        "weights": None if args.weights.lower() == "none" else args.weights,
+        "input_size": (args.input_size,) * 2 if args.input_size else (BACKBONES[args.backbone],) * 2,
+        "batch_size": args.batch_size,
+        "head_epochs": args.head_epochs,
+        "head_lr": args.head_lr,
+        "fine_tune_epochs": 8 if args.fine_tune else 0,
+        "seed": args.seed,
+        "val_percent": args.val_percent,
+        "test_percent": args.test_percent,
+        "min_images": args.min_images,
+    }
+    options = RetrainOptions(
+        hosts=parse_hosts(args.hosts),
+        base_sets=args.base,
+        work=args.work,
+        train=train,
+        classes=_class_list(args.classes),
+        max_drop=args.max_drop,
+        max_base_drop=args.max_base_drop,
+        dry_run=args.dry_run,
+    )
+    return retrain(options, _ssh_options(args), _remote_side(args))
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -129,7 +179,11 @@ def _add_ssh(parser: argparse.ArgumentParser) -> None:
         help="trust a bin whose host key is not known yet (a changed key is always refused)",
     )
     g.add_argument(
-        "--connect-timeout", type=int, default=10, metavar="S", help="seconds to wait for a bin (10)"
+        "--connect-timeout",
+        type=positive_int,
+        default=10,
+        metavar="S",
+        help="seconds to wait for a bin to accept the connection (10)",
     )
 
 
@@ -148,6 +202,14 @@ def _add_remote(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--models-dir", metavar="DIR", help="model store on the bin (default: paths.models_dir of its config)"
+    )
+    g.add_argument(
+        "--command-timeout",
+        type=positive_float,
+        default=60.0,
+        metavar="S",
+        help="seconds each command on the bin may take before it is stopped there (60; an upload gets "
+        "20 s more per MB)",
     )
 
 
@@ -170,7 +232,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rollback", action="store_true", help="no BUNDLE: make the previous model live on each HOST"
     )
     p.add_argument("--dry-run", action="store_true", help="connect and say what would happen; change nothing")
-    p.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="bins at a time (4)")
+    p.add_argument("-j", "--jobs", type=positive_int, default=4, metavar="N", help="bins at a time (4)")
     p.add_argument(
         "--reload-command",
         default="systemctl reload smartbin",
@@ -179,36 +241,136 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--health-timeout",
-        type=float,
+        type=positive_float,
         default=30.0,
         metavar="S",
-        help="seconds for the daemon to report the new model (30; 0 skips the check)",
+        help="seconds for the daemon to report the new model (30)",
     )
     p.add_argument(
-        "--keep", type=int, default=2, metavar="N", help="old versions kept besides current and previous (2)"
+        "--keep",
+        type=non_negative_int,
+        default=2,
+        metavar="N",
+        help="old versions kept besides current and previous (2; 0 keeps only those two)",
     )
     _add_remote(p)
     _add_ssh(p)
-    p.set_defaults(func=cmd_deploy)
+    p.set_defaults(
+        func=cmd_deploy,
+        left_on_interrupt="each bin runs the model it had or the new one, never half of one "
+        "('smartbin models HOST' says which)",
+    )
 
     p = subparsers.add_parser("models", help="list the model versions on bins and which is live")
     p.add_argument("hosts", nargs="+", metavar="HOST")
-    p.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="bins at a time (4)")
+    p.add_argument("-j", "--jobs", type=positive_int, default=4, metavar="N", help="bins at a time (4)")
     _add_remote(p)
     _add_ssh(p)
-    p.set_defaults(func=cmd_models)
+    p.set_defaults(func=cmd_models, left_on_interrupt="nothing was changed")
 
     p = subparsers.add_parser(
         "collect",
-        help="pull a bin's saved photos (by predicted label) and event log, incrementally",
-        description="Copy the photos the bin saved into OUT/<predicted label>/ (only new ones) and a consistent "
-        "copy of its event log to OUT/events.db.",
+        help="pull bins' saved photos (by reviewed label) and event logs, incrementally",
+        description="Copy the photos a bin saved into DIR/<reviewed label>/ (a photo set for 'smartbin train'), "
+        "photos nobody reviewed yet into DIR/.unreviewed/<predicted label>/ and those reviewed as not_trash or "
+        "empty into DIR/.not-a-class/<label>/ (training skips folders starting with a dot), and a consistent "
+        "copy of its event log to DIR/events.db. Only new photos travel; a photo reviewed since moves. With "
+        "several HOSTs, each bin gets its own set DIR/<HOST>/.",
     )
-    p.add_argument("host", metavar="HOST")
+    p.add_argument("hosts", nargs="+", metavar="HOST")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to put photos and events.db")
+    p.add_argument("-j", "--jobs", type=positive_int, default=4, metavar="N", help="bins at a time (4)")
     _add_remote(p)
     _add_ssh(p)
-    p.set_defaults(func=cmd_collect)
+    p.set_defaults(func=cmd_collect, left_on_interrupt="what was copied so far stays in {out}")
+
+    p = subparsers.add_parser(
+        "retrain",
+        help="collect reviewed photos from bins, train, convert, compare with the live model, deploy if better",
+        description="The whole loop in one command: collect each HOST's photos by reviewed label into "
+        "WORK/bins/<HOST>/, train on the --base sets plus those (head only on cached features unless "
+        "--fine-tune), convert to int8 with the parity gate, evaluate the new and the live bundle on the bins' "
+        "held-out reviewed photos (the val and test part of the stable split) and on the base test split, and "
+        "deploy only where the new one is at least as good on both; otherwise say why and stop. Writes "
+        "WORK/report.md.",
+    )
+    p.add_argument("hosts", nargs="+", metavar="HOST")
+    p.add_argument(
+        "--base",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="DATA_DIR",
+        help="a base photo set (repeatable), as given to 'smartbin train'",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="collected photos, run, bundle, evaluations and report.md (keep it: collect is incremental)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="do every step but the deploy; say what it would do"
+    )
+    p.add_argument(
+        "--classes", metavar="A,B,...", help="every class to train (default: the sets' class folders)"
+    )
+    p.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="also fine-tune the top of the backbone (8 epochs; much slower)",
+    )
+    p.add_argument(
+        "--backbone", default="efficientnet_lite0", help="as for 'smartbin train' (efficientnet_lite0)"
+    )
+    p.add_argument("--weights", default="imagenet", help="as for 'smartbin train' (imagenet)")
+    p.add_argument(
+        "--input-size", type=positive_int, metavar="N", help="square input size (default: the backbone's)"
+    )
+    p.add_argument(
+        "--head-epochs", type=positive_int, default=30, metavar="N", help="epochs of the head (30)"
+    )
+    p.add_argument(
+        "--head-lr", type=positive_float, default=1e-3, metavar="LR", help="head learning rate (1e-3)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="(32)")
+    p.add_argument("--seed", type=non_negative_int, default=1, help="(1)")
+    p.add_argument("--val-percent", type=positive_float, default=15.0, metavar="P", help="(15)")
+    p.add_argument("--test-percent", type=positive_float, default=15.0, metavar="P", help="(15)")
+    p.add_argument(
+        "--min-images", type=positive_int, default=10, metavar="N", help="fewest photos a class may have (10)"
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="parity gate: most accuracy points int8 may lose against Keras (1)",
+    )
+    p.add_argument(
+        "--max-base-drop",
+        type=float,
+        default=0.0,
+        metavar="POINTS",
+        help="most accuracy points the new model may lose against the live one on the base test split (0)",
+    )
+    p.add_argument(
+        "--reload-command",
+        default="systemctl reload smartbin",
+        metavar="CMD",
+        help="as for 'smartbin deploy'",
+    )
+    p.add_argument(
+        "--health-timeout", type=positive_float, default=30.0, metavar="S", help="as for deploy (30)"
+    )
+    p.add_argument("--keep", type=non_negative_int, default=2, metavar="N", help="as for deploy (2)")
+    _add_remote(p)
+    _add_ssh(p)
+    p.set_defaults(
+        func=cmd_retrain,
+        left_on_interrupt="nothing was deployed unless a 'deployed' line says so; {work} keeps what was done",
+    )
 
     p = subparsers.add_parser(
         "bootstrap",
@@ -240,4 +402,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-user", action="store_true", help="do not create the smartbin user")
     p.add_argument("--skip-systemd", action="store_true", help="do not install, enable or start the service")
     _add_ssh(p)
-    p.set_defaults(func=cmd_bootstrap)
+    p.set_defaults(
+        func=cmd_bootstrap,
+        left_on_interrupt="the bin may be part-way bootstrapped; run bootstrap again (each step checks first)",
+    )

@@ -3,12 +3,16 @@
 Per host::
 
     smartbin store clean      remove leftovers of interrupted uploads; list the store
-    scp -r BUNDLE  <models_dir>/.upload-<version>-<token>     (current is not touched)
-    smartbin store activate --upload ... --sha256 ... --keep N
-                              checksum, labels fit, one inference, switch; prune old versions
+    smartbin store install - --sha256 ...   < a tar of the bundle's own files
+                              under the store's lock: receive, checksum, labels fit, one
+                              inference, switch
     <reload command>          the daemon re-reads <models_dir>/current
     smartbin status --json    until it reports the new version (--health-timeout)
-    on any failure after the switch: smartbin store rollback, reload again, and say so
+    smartbin store clean --keep N   once it does: prune old versions
+    on any failure after the switch: smartbin store reject (current and previous as they were
+    before), reload again, and say so
+
+Each command has a time limit that fits it (``RemoteSide``); see :meth:`Connection.run`.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from typing import Any
 
 from smartbin.device.bundle import Bundle
 from smartbin.device.errors import SmartbinError
-from smartbin.device.store import upload_name
+from smartbin.device.store import bundle_tar
 
 from .fleet import Outcome
 from .ssh import Connection, RemoteError
 
 DEFAULT_RELOAD = ("systemctl", "reload", "smartbin")
-# Paths the bin reports are used in scp targets: keep them plain.
+# The slowest link a bin is expected on (poor Wi-Fi): an upload gets its size at this rate on top.
+MIN_UPLOAD_BYTES_PER_S = 50_000
+# Paths the bin reports are used in rsync targets: keep them plain.
 _PLAIN_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 
 
@@ -42,6 +48,11 @@ class RemoteSide:
     reload: tuple[str, ...] = DEFAULT_RELOAD
     health_timeout: float = 30.0
     keep: int = 2
+    # One smartbin command on the bin: Python start-up, the store's checks, one inference.
+    command_timeout: float = 60.0
+
+    def transfer_timeout(self, size: int) -> float:
+        return self.command_timeout + size / MIN_UPLOAD_BYTES_PER_S
 
     def store(self, action: str, *args: str) -> list[str]:
         argv = [self.smartbin, "store", action, "--json"]
@@ -56,8 +67,10 @@ class RemoteSide:
         return [*argv, "--config", self.config] if self.config else argv
 
 
-def remote_json(conn: Connection, argv: Sequence[str]) -> dict[str, Any]:
-    out = conn.run(argv).stdout.decode("utf-8", "replace")
+def remote_json(
+    conn: Connection, argv: Sequence[str], *, timeout: float, input: bytes | None = None
+) -> dict[str, Any]:
+    out = conn.run(argv, timeout=timeout, input=input).stdout.decode("utf-8", "replace")
     try:
         data = json.loads(out)
     except json.JSONDecodeError:
@@ -78,13 +91,13 @@ def reload_and_check(conn: Connection, side: RemoteSide, expect: str | None, ins
     """Reload the daemon and wait until it reports ``expect`` (or, with None, anything but ``instead_of``)."""
     if not side.reload:
         return "not reloaded (--reload-command is empty)"
-    conn.run(side.reload)
-    if side.health_timeout <= 0:
-        return "reloaded, health check skipped"
+    conn.run(side.reload, timeout=side.command_timeout)
     deadline = time.monotonic() + side.health_timeout
     seen = "no status"
     while True:
-        result = conn.run(side.status(), check=False, timeout=max(5.0, side.health_timeout))
+        # A status that hangs may run past the deadline, by at most one command's time.
+        limit = min(side.command_timeout, max(10.0, deadline - time.monotonic()))
+        result = conn.run(side.status(), check=False, timeout=limit)
         if result.returncode == 0:
             try:
                 version = json.loads(result.stdout).get("model_version")
@@ -106,7 +119,7 @@ def reload_and_check(conn: Connection, side: RemoteSide, expect: str | None, ins
 
 
 def check_plain_path(path: str, conn: Connection) -> str:
-    """A path the bin reported, before it goes into an scp or rsync target."""
+    """A path the bin reported, before it goes into an rsync target."""
     if not _PLAIN_PATH.match(path) or ".." in path.split("/"):
         raise SmartbinError(
             f"{path!r} on {conn.host} is not a plain absolute path (letters, digits, ._/+-); use one"
@@ -119,7 +132,8 @@ def deploy_one(
 ) -> tuple[str, str]:
     """The whole flow for one bin; returns ``(outcome, detail)`` or raises :class:`Outcome`."""
     version = bundle.version
-    info = remote_json(conn, side.store("clean"))
+    quick = side.command_timeout
+    info = remote_json(conn, side.store("clean"), timeout=quick)
     current = info.get("current")
     versions = {v["version"]: v for v in info.get("versions", [])}
     here = versions.get(version)
@@ -130,26 +144,24 @@ def deploy_one(
         )
     if current == version and here and here.get("ok"):
         return "already current", f"{version} is already live; nothing to do"
-    models_dir = check_plain_path(str(info["models_dir"]), conn)
     reuse = bool(here and here.get("ok"))
     if dry_run:
         steps = [
             f"activate the copy of {version} already on the bin"
             if reuse
-            else f"upload {bundle.path} to {models_dir}, verify and activate {version}",
+            else f"upload {bundle.path} to {info['models_dir']}, verify and activate {version}",
             f"(live now: {current or 'the bundled default'})",
         ]
         if side.reload:
             steps.append(f"then run '{' '.join(side.reload)}' and wait up to {side.health_timeout:g} s")
         return "would deploy", " ".join(steps)
 
-    keep = ("--keep", str(side.keep))
     if reuse:
-        switch = remote_json(conn, side.store("activate", version, *keep))
+        switch = remote_json(conn, side.store("activate", version), timeout=quick)
     else:
-        name = upload_name(version)
-        conn.upload_dir(bundle.path, f"{models_dir}/{name}")
-        switch = remote_json(conn, side.store("activate", "--upload", name, "--sha256", bundle.sha256, *keep))
+        tar = bundle_tar(bundle)
+        argv = side.store("install", "-", "--sha256", bundle.sha256)
+        switch = remote_json(conn, argv, input=tar, timeout=side.transfer_timeout(len(tar)))
     if switch.get("action") == "already-current":
         return "already current", f"{version} is already live; nothing to do"
     before = switch.get("previous")
@@ -157,29 +169,56 @@ def deploy_one(
     try:
         health = reload_and_check(conn, side, version, None)
     except RemoteError as failure:
-        raise Outcome("rolled back", f"{failure}; {_roll_back(conn, side, version)}") from None
-    return "deployed", f"{version} is live, {health} (previous: {before or 'the bundled default'})"
+        if switch.get("action") == "repaired":  # it was live before: there is nothing to switch back
+            raise Outcome(
+                "failed", f"{failure}; {version} stays live (its damaged copy was replaced)"
+            ) from None
+        raise Outcome("rolled back", f"{failure}; {_reject(conn, side, version, switch)}") from None
+    return (
+        "deployed",
+        f"{version} is live, {health} (previous: {before or 'the bundled default'}){_prune(conn, side)}",
+    )
 
 
-def _roll_back(conn: Connection, side: RemoteSide, failed: str) -> str:
-    """After a failed switch: back to what ran before, reload, and say what is live now."""
+def _prune(conn: Connection, side: RemoteSide) -> str:
+    """Old versions go only once the new model is confirmed: until then a failed health check may
+    need the version before ``previous`` back (``store reject``)."""
     try:
-        switch = remote_json(conn, side.store("rollback"))
+        remote_json(conn, side.store("clean", "--keep", str(side.keep)), timeout=side.command_timeout)
+    except RemoteError as exc:
+        return f"; old versions not pruned: {exc}"
+    return ""
+
+
+def _reject(conn: Connection, side: RemoteSide, failed: str, switch: dict[str, Any]) -> str:
+    """After a failed health check: both pointers back as they were, reload, and say what is live now.
+
+    ``store reject`` (not ``rollback``) so the failed version never becomes ``previous``.
+    """
+    argv = side.store("reject", failed)
+    if switch.get("replaced"):
+        argv += ["--previous", str(switch["replaced"])]
+    try:
+        back = remote_json(conn, argv, timeout=side.command_timeout)
     except RemoteError as exc:
         raise Outcome("failed", f"rollback of {failed} failed too: {exc}; fix the bin by hand") from None
-    live = switch.get("current") or "the bundled default model"
+    live = back.get("current") or "the bundled default model"
     if not side.reload:
         return f"back to {live}"
     try:
-        conn.run(side.reload)
+        conn.run(side.reload, timeout=side.command_timeout)
     except RemoteError as exc:
         return f"back to {live}, but the reload failed too: {exc}"
     return f"back to {live} (reloaded)"
 
 
 def rollback_one(conn: Connection, side: RemoteSide) -> tuple[str, str]:
-    """``smartbin deploy --rollback``: previous becomes current, reload, health check."""
-    switch = remote_json(conn, side.store("rollback"))
+    """``smartbin deploy --rollback``: previous becomes current, reload, health check.
+
+    Should the health check fail, the switch stays (it is what was asked for) and the line says
+    so; a second ``--rollback`` goes back (rollback swaps the two pointers).
+    """
+    switch = remote_json(conn, side.store("rollback"), timeout=side.command_timeout)
     live, was = switch.get("current"), switch.get("previous")
     try:
         health = reload_and_check(conn, side, live, was)
@@ -189,4 +228,4 @@ def rollback_one(conn: Connection, side: RemoteSide) -> tuple[str, str]:
 
 
 def list_one(conn: Connection, side: RemoteSide) -> dict[str, Any]:
-    return remote_json(conn, side.store("list"))
+    return remote_json(conn, side.store("list"), timeout=side.command_timeout)

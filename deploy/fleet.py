@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class HostResult:
     host: str
-    outcome: str  # deployed, already current, rolled back, unreachable, refused, failed, ...
+    outcome: str  # deployed, already current, rolled back, unreachable, timed out, refused, failed, ...
     detail: str
     seconds: float
     ok: bool
@@ -41,7 +41,7 @@ class Outcome(Exception):
 
 
 def outcome_of(error: RemoteError) -> str:
-    return "unreachable" if error.kind == "unreachable" else "refused"
+    return {"unreachable": "unreachable", "timeout": "timed out"}.get(error.kind, "refused")
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Talk to a bin with OpenSSH's own ``ssh``, ``scp`` and ``rsync``.
+"""Talk to a bin with OpenSSH's own ``ssh`` and ``rsync``.
 
 Running the real clients means the user's keys, agent, ``~/.ssh/config`` and ``known_hosts``
 work as they do in a terminal. Every call is batch mode (a password prompt would hang a
@@ -8,12 +8,18 @@ the remote shell sees each argument as one word, never as shell syntax.
 
 One master connection per host (``ControlMaster``) carries all the commands of a deploy, so
 each step costs a round trip instead of a handshake.
+
+Every command has a time limit that fits it, kept on both sides: on the bin it runs under
+coreutils' ``timeout`` (a hung command, and anything it started, is stopped there even when the
+connection is gone), and here the ``ssh`` client is killed a little later should the bin not
+answer at all. Either way the step ends with "no answer from HOST after N s".
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import shlex
 import subprocess
@@ -35,8 +41,12 @@ _HOST = re.compile(
 _OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9]*[= ]\S.*$")
 
 
+# Seconds the bin gets to stop a timed-out command (TERM, then KILL) before the ssh client here is killed.
+_GRACE = 10
+
+
 class RemoteError(SmartbinError):
-    """An SSH step failed. ``kind``: unreachable, host-key, auth, or remote (the command failed)."""
+    """An SSH step failed. ``kind``: unreachable, host-key, auth, timeout, or remote (the command failed)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
@@ -59,7 +69,7 @@ class Host:
         return f"{self.user}@{host}" if self.user else host
 
     def remote_path(self, path: str) -> str:
-        """``[user@]host:path`` for scp and rsync (which need an IPv6 address in brackets)."""
+        """``[user@]host:path`` for rsync (which needs an IPv6 address in brackets)."""
         host = f"[{self.hostname.strip('[]')}]" if ":" in self.hostname else self.hostname
         return f"{self.user}@{host}:{path}" if self.user else f"{host}:{path}"
 
@@ -155,8 +165,16 @@ def remote_failure(
     return RemoteError(f"'{argv[0]}' failed on {host} (exit {result.returncode}){why}", "remote")
 
 
+def no_answer(host: Host, seconds: float, what: str) -> RemoteError:
+    return RemoteError(
+        f"no answer from {host} after {seconds:.0f} s ({what}); it was stopped there: is the bin hung "
+        "or overloaded? ('smartbin status' on it)",
+        "timeout",
+    )
+
+
 def run_tool(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    """``subprocess.run`` for ssh, scp and rsync, with a one-line error when the tool is missing."""
+    """``subprocess.run`` for ssh and rsync, with a one-line error when the tool is missing."""
     try:
         return subprocess.run(argv, check=False, **kwargs)
     except FileNotFoundError:
@@ -186,6 +204,8 @@ class Connection:
             args += ["-F", str(o.config_file)]
         for option in o.options:
             args += ["-o", option]
+        # A bin that vanishes mid-deploy (power, Wi-Fi) ends the connection in 30 s, not at TCP's pace.
+        args += ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
         if self.host.port:
             args += ["-o", f"Port={self.host.port}"]
         if self.control_dir:
@@ -211,6 +231,7 @@ class Connection:
             argv.append("true")
         log.debug("%s: connecting", self.host)
         # The master stays in the background holding its stderr: give it a file, not a pipe.
+        limit = self.options.connect_timeout + 20  # TCP connect, then key exchange and authentication
         with tempfile.TemporaryFile() as err:
             try:
                 code = run_tool(
@@ -218,10 +239,12 @@ class Connection:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=err,
-                    timeout=self.options.connect_timeout + 30,
+                    timeout=limit,
                 ).returncode
             except subprocess.TimeoutExpired:
-                raise RemoteError(f"cannot reach {self.host}: connection timed out", "unreachable") from None
+                raise RemoteError(
+                    f"no answer from {self.host} after {limit} s (connecting and logging in)", "unreachable"
+                ) from None
             err.seek(0)
             stderr = err.read().decode("utf-8", "replace")
         if code != 0:
@@ -230,12 +253,17 @@ class Connection:
 
     def close(self) -> None:
         if self._open and self.control_dir:
-            run_tool(
-                ["ssh", *self._base(), "-O", "exit", "--", self.host.destination],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=30,
-            )
+            try:
+                run_tool(
+                    ["ssh", *self._base(), "-O", "exit", "--", self.host.destination],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=30,
+                )
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "%s: the ssh master did not exit; it ends by itself after 2 idle minutes", self.host
+                )
         self._open = False
 
     def __enter__(self) -> Connection:
@@ -250,37 +278,25 @@ class Connection:
         return ["ssh", *self._client()]
 
     def run(
-        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 600, check: bool = True
+        self, argv: Sequence[str], *, timeout: float, input: bytes | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run ``argv`` on the bin; with ``check``, a non-zero exit raises :class:`RemoteError`."""
-        command = shlex.join(argv)
+        """Run ``argv`` on the bin for at most ``timeout`` seconds; with ``check``, a non-zero exit
+        raises :class:`RemoteError` (a timeout always does)."""
+        seconds = max(1, math.ceil(timeout))
+        command = shlex.join(["timeout", "-k", "5", str(seconds), *argv])
         log.debug("%s$ %s", self.host, command)
+        what = shlex.join([Path(argv[0]).name, *argv[1:3]])
         try:
             result = run_tool(
                 ["ssh", *self._client(), "-T", "--", self.host.destination, command],
                 input=input if input is not None else b"",
                 capture_output=True,
-                timeout=timeout,
+                timeout=seconds + 5 + _GRACE,
             )
         except subprocess.TimeoutExpired:
-            raise RemoteError(
-                f"'{argv[0]}' on {self.host} took longer than {timeout:.0f} s", "remote"
-            ) from None
+            raise no_answer(self.host, seconds, what) from None
+        if result.returncode in (124, 137):  # timeout stopped it (TERM, then KILL)
+            raise no_answer(self.host, seconds, what)
         if check and result.returncode != 0:
             raise remote_failure(result, argv, self.host)
         return result
-
-    def upload_dir(self, local: Path, remote_path: str, *, timeout: float = 600) -> None:
-        """Copy a directory to ``remote_path`` (which must not exist yet) with scp."""
-        argv = ["scp", *self._client(), "-q", "-r", "--", str(local), self.host.remote_path(remote_path)]
-        log.debug("%s: scp %s -> %s", self.host, local, remote_path)
-        try:
-            result = run_tool(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise RemoteError(f"copying to {self.host} took longer than {timeout:.0f} s", "remote") from None
-        if result.returncode != 0:
-            stderr = result.stderr.decode("utf-8", "replace").strip()
-            if result.returncode == 255:
-                raise _classify(stderr, self.host)
-            why = stderr.splitlines()[-1] if stderr else f"exit {result.returncode}"
-            raise RemoteError(f"copying to {self.host} failed: {why}", "remote")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smartbin.device.arguments import non_negative_int
 from smartbin.device.config import Config, default_config_path, load_config
 from smartbin.device.errors import SmartbinError
 from smartbin.device.store import ModelStore, Switch, verify_bundle
@@ -42,6 +43,7 @@ def _paths(config: Config) -> dict[str, Any]:
         "state_dir": str(p.state_dir),
         "events_db": str(p.events_db),
         "events_db_exists": p.events_db.is_file(),
+        "events_db_bytes": p.events_db.stat().st_size if p.events_db.is_file() else 0,
         "images_dir": str(p.images_dir),
     }
 
@@ -66,6 +68,8 @@ def listing_text(data: dict[str, Any]) -> str:
         )
     if data["leftovers"]:
         lines.append(f"  leftovers of interrupted uploads: {len(data['leftovers'])} ('smartbin store clean')")
+    if data.get("interrupted_switch"):
+        lines.append("  a switch was interrupted (a crash?): 'smartbin store clean' finishes it")
     return "\n".join(lines)
 
 
@@ -87,28 +91,34 @@ def _switched(args: argparse.Namespace, switch: Switch) -> int:
         "already-current": f"{switch.current} was already live; nothing changed",
         "repaired": f"{switch.current} is live again (its damaged copy was replaced)",
         "rolled-back": f"rolled back: {switch.current or 'the bundled default model'} is live "
-        f"(previous: {switch.previous})",
+        f"(previous: {switch.previous or 'the bundled default model'})",
+        "rejected": f"{switch.replaced} rejected: {switch.current or 'the bundled default model'} is live "
+        f"again (previous: {switch.previous or 'none'})",
     }
     return _emit(args, switch.to_json(), words[switch.action])
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store = _store(args, config)
+    source = sys.stdin.buffer if args.source == "-" else Path(args.source)
+    return _switched(args, store.install(source, config, expected_sha256=args.sha256))
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
     config = _config(args)
     store = _store(args, config)
-    if args.upload:
-        switch = store.install_upload(args.upload, config, expected_sha256=args.sha256)
-    elif args.version:
-        switch = store.activate(args.version, config)
-    else:
-        raise SmartbinError("name a VERSION to activate, or --upload NAME")
-    if args.keep is not None:
-        store.clean(keep=args.keep)
-    return _switched(args, switch)
+    return _switched(args, store.activate(args.version, config))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     config = _config(args)
     return _switched(args, _store(args, config).rollback(config))
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    config = _config(args)
+    return _switched(args, _store(args, config).reject(args.version, args.previous))
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -162,6 +172,10 @@ def _os_errors_as_one_line(func: Any) -> Any:
     return handler
 
 
+UNCHANGED = "nothing was changed"
+CHANGED = "current and previous are as they were or fully switched ('smartbin store list')"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "store",
@@ -171,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     subs = parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)
 
-    def add(name: str, help: str, func: Any) -> argparse.ArgumentParser:
+    def add(name: str, help: str, func: Any, left: str = CHANGED) -> argparse.ArgumentParser:
         sub = subs.add_parser(name, help=help, description=help)
         func = _os_errors_as_one_line(func)
         sub.add_argument(
@@ -181,29 +195,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--models-dir", type=Path, help="the model store (default: paths.models_dir of the config)"
         )
         sub.add_argument("--json", action="store_true", help="print one JSON object")
-        sub.set_defaults(func=func)
+        sub.set_defaults(func=func, left_on_interrupt=left)
         return sub
 
-    add("list", "list the versions in the store and which is live", cmd_list)
-    sub = add("verify", "check a bundle as activation would (checksum, labels, one inference)", cmd_verify)
+    add("list", "list the versions in the store and which is live", cmd_list, UNCHANGED)
+    sub = add(
+        "verify",
+        "check a bundle as activation would (checksum, labels, one inference)",
+        cmd_verify,
+        UNCHANGED,
+    )
     sub.add_argument("path", help="bundle directory")
     sub.add_argument("--sha256", help="the model sha256 the sender computed")
-    sub = add("activate", "check a version (or an upload) and make it live", cmd_activate)
-    sub.add_argument("version", nargs="?", help="a version already in the store")
+    sub = add(
+        "install",
+        "copy a bundle's own files into the store, check them and make the version live",
+        cmd_install,
+    )
     sub.add_argument(
-        "--upload", metavar="NAME", help="an uploaded bundle .upload-<version>-<token> in the store"
+        "source", metavar="BUNDLE", help="bundle directory, or '-': a tar of it on stdin (what deploy sends)"
     )
     sub.add_argument("--sha256", help="the model sha256 the sender computed")
-    sub.add_argument("--keep", type=int, metavar="N", help="then prune as 'clean --keep N' does")
-    add("rollback", "make the previous version live again", cmd_rollback)
+    sub = add("activate", "check a version already in the store and make it live", cmd_activate)
+    sub.add_argument("version", help="a version in the store")
+    add("rollback", "make the previous version live again (twice: back where you were)", cmd_rollback)
+    sub = add(
+        "reject",
+        "a version failed its health check: current and previous back to what they were before it",
+        cmd_reject,
+    )
+    sub.add_argument("version", help="the version that failed (it must still be live)")
+    sub.add_argument("--previous", metavar="VERSION", help="what previous was before it went live")
     sub = add("clean", "remove leftovers of interrupted uploads (and old versions with --keep)", cmd_clean)
     sub.add_argument(
         "--keep",
-        type=int,
+        type=non_negative_int,
         metavar="N",
         help="also remove all but the N newest versions besides current and previous",
     )
     sub = add(
-        "export-events", "copy the event log safely while the daemon runs (SQLite backup)", cmd_export_events
+        "export-events",
+        "copy the event log safely while the daemon runs (SQLite backup)",
+        cmd_export_events,
+        UNCHANGED,
     )
     sub.add_argument("--out", default="-", help="file to write ('-': standard output, the default)")

@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BundleError
+from .errors import BundleError, os_error_reason
+from .files import dir_problem
 
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
 FORMAT_VERSION = 1
 RESIZE_MODES = ("stretch", "center_crop")
+INPUT_DTYPES = ("float32", "float16", "uint8", "int8")
+#: ``probabilities``: the model ends in a softmax; ``logits``: the classifier applies one.
+OUTPUT_KINDS = ("probabilities", "logits")
 
 # Versions become directory names on a bin and arguments of remote commands:
 # letters, digits, dot, dash and underscore only, no leading dot or dash.
@@ -71,6 +76,7 @@ class Bundle:
     model_file: str
     sha256: str
     quantization: str
+    output_kind: str
     manifest: dict[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -103,22 +109,49 @@ def _parse_input(raw: dict[str, Any], where: Path) -> InputSpec:
         raise BundleError(f"{where}: unknown resize mode {spec.resize!r}; expected one of {RESIZE_MODES}")
     if spec.height < 8 or spec.width < 8:
         raise BundleError(f"{where}: input size {spec.height}x{spec.width} is too small")
+    if spec.dtype not in INPUT_DTYPES:
+        raise BundleError(f"{where}: unknown input dtype {spec.dtype!r}; expected one of {INPUT_DTYPES}")
+    # pixel * scale + offset must give finite float32 numbers, and different pixels different ones
+    brightest = 255.0 * spec.scale + spec.offset
+    if not all(math.isfinite(x) and abs(x) < 3e38 for x in (spec.scale, spec.offset, brightest)):
+        raise BundleError(
+            f"{where}: manifest input scale {spec.scale:g} and offset {spec.offset:g} do not map pixels "
+            "to finite numbers; rebuild the bundle with 'smartbin convert'"
+        )
+    if spec.scale == 0:
+        raise BundleError(
+            f"{where}: manifest input scale is 0, which maps every pixel to the same value; "
+            "rebuild the bundle with 'smartbin convert'"
+        )
     return spec
+
+
+def _parse_output_kind(manifest: dict[str, Any], where: Path) -> str:
+    output = manifest.get("output", {})
+    kind = output.get("kind", "probabilities") if isinstance(output, dict) else None
+    if kind not in OUTPUT_KINDS:
+        raise BundleError(f"{where}: manifest 'output' kind must be one of {OUTPUT_KINDS}, got {kind!r}")
+    return kind
 
 
 def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> Bundle:
     """Read and check a bundle directory; raise :class:`BundleError` with one line if it is unusable."""
     path = Path(path)
-    if not path.exists():
+    problem = dir_problem(path)
+    if problem == "no such folder":
         raise BundleError(f"{path}: no such model bundle")
-    if not path.is_dir():
+    if problem and path.is_file():
         raise BundleError(f"{path}: a model bundle is a directory with {MANIFEST_NAME} and a .tflite file")
+    if problem:
+        raise BundleError(f"{path}: {problem}; give a model bundle directory")
     manifest_path = path / MANIFEST_NAME
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{path}: no {MANIFEST_NAME}; is this a model bundle?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise BundleError(f"{manifest_path}: {os_error_reason(exc)}; copy the bundle again") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{manifest_path}: unreadable manifest ({exc}); copy the bundle again") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{manifest_path}: manifest is not a JSON object")
@@ -149,6 +182,7 @@ def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> Bundle:
         model_file=model_file,
         sha256=sha256.lower(),
         quantization=str(manifest.get("quantization", "unknown")),
+        output_kind=_parse_output_kind(manifest, path),
         manifest=manifest,
     )
     if not bundle.model_path.is_file():

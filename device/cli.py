@@ -10,21 +10,70 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn
 
-from .errors import SmartbinError
+from .errors import SmartbinError, os_error_message
+from .native import quiet_native_logs, show_native_output
 
 COMMAND_MODULES = (
     "smartbin.device.commands",
+    "smartbin.device.mqtt_commands",
+    "smartbin.device.chamber_commands",
+    "smartbin.device.web.commands",
     "smartbin.training.cli",
     "smartbin.converters.cli",
     "smartbin.deploy.cli",
 )
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with smartbin's one-line errors (the usage stays in ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("smartbin").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"smartbin: error: {where}{message}; see '{self.prog} --help'\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-ups run."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (``run`` installs its own handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> NoReturn:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _left_as_it_was(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves behind: its ``left_on_interrupt`` default, else a plain word."""
+    left = getattr(args, "left_on_interrupt", None)
+    if callable(left):
+        return left(args)
+    if left:
+        return left.format(**vars(args))
+    return "stopped where it was"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="smartbin",
         description="Camera-equipped recycling bin: classify items and sort them with servos.",
     )
@@ -39,20 +88,37 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_native_output(args.verbose or args.debug)
+    quiet_native_logs()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_interrupts():
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a reader that left (`smartbin events | head`) shows here, not at exit
+            return code
+    except BrokenPipeError:  # nobody reads the rest: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except SmartbinError as exc:
         if args.debug:
             raise
         print(f"smartbin: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+        if args.debug:
+            raise
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"smartbin: {how}; {_left_as_it_was(args)}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    except OSError as exc:  # a file-system mistake no handler foresaw: still one line
+        if args.debug:
+            raise
+        print(f"smartbin: error: {os_error_message(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .arguments import host_port, positive_int
+
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the ``smartbin`` parser."""
     p = subparsers.add_parser("run", help="run the bin daemon (on a Pi, or with any pin factory)")
     _add_config(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, left_on_interrupt="the daemon stopped before it started sorting")
 
     p = subparsers.add_parser(
         "simulate",
@@ -56,7 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="keep the event log and status.json here (default: a temporary dir)",
     )
-    p.set_defaults(func=cmd_simulate)
+    p.add_argument(
+        "--web",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="serve the review page there (photos saved), and keep serving after the last item until Ctrl-C",
+    )
+    p.set_defaults(func=cmd_simulate, left_on_interrupt=_simulation_left)
 
     p = subparsers.add_parser("classify", help="classify image files with a model bundle")
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
@@ -64,30 +72,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", type=Path, metavar="BUNDLE", help="model bundle (default: as 'smartbin run' resolves it)"
     )
     _add_config(p)
-    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the config's)")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="interpreter threads (default: the config's)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per image")
-    p.set_defaults(func=cmd_classify)
+    p.set_defaults(func=cmd_classify, left_on_interrupt="nothing was written")
 
     p = subparsers.add_parser("status", help="what the daemon is doing (exit 1 when it is not running)")
     _add_config(p)
     p.add_argument(
-        "--json", action="store_true", help="print status.json with 'running' and 'uptime_s' added"
+        "--json",
+        action="store_true",
+        help="print status.json with 'running', 'uptime_s', 'disk_free_bytes' and live warnings added",
     )
-    p.set_defaults(func=cmd_status)
+    p.set_defaults(func=cmd_status, left_on_interrupt="nothing was changed")
 
     p = subparsers.add_parser("events", help="recent items from the event log, and totals")
     _add_config(p)
     p.add_argument("--limit", type=int, default=20, metavar="N", help="how many recent events (default 20)")
     p.add_argument("--json", action="store_true", help='one JSON object: {"events": [...], "totals": {...}}')
-    p.set_defaults(func=cmd_events)
+    p.set_defaults(func=cmd_events, left_on_interrupt="nothing was changed")
 
     p = subparsers.add_parser("config", help="check a config file, or print an example")
     sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    c = sub.add_parser("check", help="validate a config file and the model it resolves to")
+    c = sub.add_parser(
+        "check", help="OK only when 'smartbin run' would start with FILE (paths, camera source, model)"
+    )
     c.add_argument("file", type=Path, metavar="FILE")
-    c.set_defaults(func=cmd_config_check)
+    c.set_defaults(func=cmd_config_check, left_on_interrupt="nothing was changed")
     c = sub.add_parser("example", help="print a commented example config (for /etc/smartbin/config.toml)")
-    c.set_defaults(func=cmd_config_example)
+    c.set_defaults(func=cmd_config_example, left_on_interrupt="nothing was changed")
+
+
+def _simulation_left(args: argparse.Namespace) -> str:
+    if args.state_dir is None:
+        return "nothing was kept"
+    return f"the items so far are in {args.state_dir}"
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -96,10 +116,26 @@ def _load(args: argparse.Namespace) -> Any:
     return load_config(args.config if args.config is not None else default_config_path())
 
 
+def make_observers(config: Any) -> list[Any]:
+    """The observers the config asks for (MQTT when [mqtt] names a broker, the review page when
+    [web] listens)."""
+    observers = []
+    if config.mqtt.host:
+        from .mqtt import MqttObserver  # paho-mqtt only when a broker is configured
+
+        observers.append(MqttObserver(config))
+    if config.web.listen:
+        from .web.observer import WebObserver  # Bottle and waitress only when [web] listens
+
+        observers.append(WebObserver(config))
+    return observers
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
 
-    daemon = Daemon(_load(args))
+    config = _load(args)
+    daemon = Daemon(config, observers=make_observers(config))
     daemon.install_signal_handlers()
     daemon.run()
     return 0
@@ -108,18 +144,38 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _item_line(n: int, item: Any) -> str:
     e = item.event
     where = e.compartment or "no move"
-    label = f"{e.label} {e.confidence:.2f}" if e.label else "no frame"
+    label = f"{e.label} {e.confidence:.2f}" if e.label else _unlabelled(e.reason)
     note = f" [{e.error}]" if e.error else ""
     truth = f" (is {item.truth})" if item.truth else ""
     timing = f"{e.latency_ms:6.1f} ms (cycle {e.cycle_ms:4.0f} ms)"
-    return f"{n:5d}  {item.image.name:<24} {label:<16} -> {where:<10} {e.reason:<15} {timing}{truth}{note}"
+    lid = f"  led {item.feedback}" if item.feedback else ""
+    fill = f"  fill {_fill_text(item.fill)}" if item.fill else ""
+    return f"{n:5d}  {item.image.name:<24} {label:<16} -> {where:<10} {e.reason:<15} {timing}{truth}{note}{lid}{fill}"
+
+
+def _unlabelled(reason: str) -> str:
+    """What an event without a label shows: ``empty`` (the empty check) or ``no frame``."""
+    return "empty" if reason == "empty" else "no frame"
+
+
+def _fill_text(fill: dict[str, dict[str, Any]]) -> str:
+    """``can 40% glass FULL 95% other ?`` from status' fill levels (``?``: not read, or no echo)."""
+    parts = []
+    for name, level in fill.items():
+        percent = "?" if level["percent"] is None else f"{level['percent']:.0f}%"
+        parts.append(f"{name} {'FULL ' if level['full'] else ''}{percent}")
+    return ", ".join(parts)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     import logging
+    import threading
 
+    from .files import check_out_dir
     from .simulate import simulate
 
+    if args.state_dir is not None:
+        check_out_dir(args.state_dir, "--state-dir")
     if not args.verbose:  # the simulation prints each item itself
         logging.getLogger("smartbin.device.daemon").setLevel(logging.WARNING)
     count = 0
@@ -130,9 +186,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if args.json:
             e = item.event
             record = {"image": str(item.image), "truth": item.truth, **e.to_dict()}
+            if item.feedback or item.fill:  # [feedback], [fill.NAME]
+                record |= {"feedback": item.feedback, "fill": item.fill}
             print(json.dumps(record), flush=True)
         else:
             print(_item_line(count, item), flush=True)
+
+    out = sys.stderr if args.json else sys.stdout
+    serving = False
+
+    def serve_on(summary: Any) -> None:  # --web: the daemon still runs; its page stays up until Ctrl-C
+        nonlocal serving
+        print("\n".join(summary.lines()), file=out)
+        print(summary.review_page, file=out, flush=True)
+        serving = True
+        threading.Event().wait()
 
     try:
         summary = simulate(
@@ -143,11 +211,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             state_dir=args.state_dir,
             on_item=show,
+            web=args.web,
+            on_done=serve_on if args.web else None,
         )
     except BrokenPipeError:  # `smartbin simulate | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    out = sys.stderr if args.json else sys.stdout
+    except KeyboardInterrupt:
+        if not serving:
+            raise
+        return 0  # after the last item, Ctrl-C is how the page is closed
     print("\n".join(summary.lines()), file=out)
     return 0
 
@@ -188,42 +261,57 @@ def _uptime(seconds: float) -> str:
     return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
+LOW_DISK_BYTES = 1_000_000  # below this, SQLite and status.json writes fail: say the disk is full
+
+
+def _live_warnings(state_dir: Path, updated: str | None) -> tuple[list[str], int | None]:
+    """What ``smartbin status`` sees for itself: a state dir or disk the daemon cannot write
+    means that status.json may be stale, whatever it says."""
+    from .state import disk_free_bytes, state_dir_problem
+
+    stale = f"the daemon cannot update status.json, which may be stale (written {updated})"
+    warnings = []
+    problem = state_dir_problem(state_dir)
+    if problem:
+        warnings.append(f"cannot write the state directory: {problem}; {stale}")
+    free = disk_free_bytes(state_dir)
+    if free is not None and free < LOW_DISK_BYTES:
+        warnings.append(
+            f"the disk holding {state_dir} is full ({free} bytes free): items may go unrecorded; {stale}"
+        )
+    return warnings, free
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from .errors import SmartbinError
-    from .state import pid_alive, read_status
+    from .state import pid_alive, read_status, state_dir_problem
 
-    config = _load(args)
-    status = read_status(config.paths.state_dir)
+    state_dir = _load(args).paths.state_dir
+    status = read_status(state_dir)
     if status is None:
-        raise SmartbinError(
-            f"no daemon state in {config.paths.state_dir}; has 'smartbin run' started with this config?"
-        )
-    pid = int(status.get("pid") or 0)
-    running = status.get("state") not in ("stopped", None) and pid > 0 and pid_alive(pid)
+        problem = state_dir_problem(state_dir)
+        if problem:
+            raise SmartbinError(
+                f"no daemon state in {state_dir} ({problem}): a daemon with this config sorts without "
+                "records and cannot say here whether it runs; see its log (journalctl -u smartbin)"
+            )
+        raise SmartbinError(f"no daemon state in {state_dir}; has 'smartbin run' started with this config?")
+    pid = status["pid"]
+    running = status.get("state") not in ("stopped", None) and pid_alive(pid)
     started = datetime.fromisoformat(status["started"])
+    live, free = _live_warnings(state_dir, status.get("updated"))
     status |= {
         "running": running,
         "uptime_s": round((datetime.now(UTC) - started).total_seconds(), 1) if running else None,
+        "disk_free_bytes": free,
+        "warnings": [*(status.get("warnings") or []), *live],
     }
     if args.json:
         print(json.dumps(status, indent=1))
     else:
-        state = (
-            f"running (pid {status['pid']}), up {_uptime(status['uptime_s'])}"
-            if running
-            else f"not running (last state {status.get('state')}, pid {status.get('pid')})"
-        )
-        print(f"smartbin: {state}")
-        print(f"model:    {status.get('model_version')} ({status.get('model_path')})")
-        print(f"items:    {status.get('items')}")
-        last = status.get("last_item")
-        if last:
-            label = f"{last['label']} {last['confidence']:.2f}" if last.get("label") else "no frame"
-            print(
-                f"last:     {last['ts']} {label} -> {last['compartment'] or 'no move'} ({last['reason']}, {last['latency_ms']:.1f} ms)"
-            )
+        _print_status(status)
     if not running:
         why = (
             f"it stopped at {status.get('updated')}"
@@ -235,25 +323,89 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_status(status: dict[str, Any]) -> None:
+    state = (
+        f"running (pid {status['pid']}), up {_uptime(status['uptime_s'])}"
+        if status["running"]
+        else f"not running (last state {status.get('state')}, pid {status.get('pid')})"
+    )
+    print(f"smartbin: {state}")
+    print(f"model:    {status.get('model_version')} ({status.get('model_path')})")
+    print(f"items:    {status.get('items')}")
+    last = status.get("last_item")
+    if last:
+        label = (
+            f"{last['label']} {last['confidence']:.2f}" if last.get("label") else _unlabelled(last["reason"])
+        )
+        print(
+            f"last:     {last['ts']} {label} -> {last['compartment'] or 'no move'} ({last['reason']}, {last['latency_ms']:.1f} ms)"
+        )
+    log = status.get("event_log")
+    if log:
+        recorded = "recording" if log["recording"] else "NOT RECORDING"
+        print(f"records:  {log['path']} ({recorded}, {log['not_recorded']} items not recorded)")
+    fill = status.get("fill")
+    if fill:
+        print(f"fill:     {_fill_text(fill)}")
+    _print_empty_reference(status.get("empty_reference"))
+    reload = status.get("last_reload")
+    if reload and reload["ok"]:
+        print(f"reload:   at {reload['at']}, model {reload['model_version']}")
+    mqtt = (status.get("observers") or {}).get("mqtt")
+    if mqtt and "broker" in mqtt:
+        link = "connected" if mqtt["connected"] else f"NOT CONNECTED ({mqtt['last_error'] or 'connecting'})"
+        print(
+            f"mqtt:     {mqtt['broker']} {link} since {mqtt['since']}; {mqtt['sent']} events sent, "
+            f"{mqtt['queued']} queued, {mqtt['dropped']} dropped"
+        )
+    for warning in status["warnings"]:
+        print(f"warning:  {warning}")
+
+
+def _print_empty_reference(reference: dict[str, Any] | None) -> None:
+    if reference is None:  # a daemon from before the empty check
+        return
+    if reference["set"]:
+        print(
+            f"empty:    reference from {reference['taken']}, refreshed {reference['refreshed']} times at idle"
+        )
+    elif reference["problem"]:
+        print("empty:    NOT CHECKED (see the warning)")
+    else:
+        print(
+            "empty:    no empty reference is set; 'smartbin calibrate' sets one (lid closed, chamber empty)"
+        )
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     import sqlite3
 
     from .errors import SmartbinError
     from .events import read_events
+    from .records import is_corruption
+    from .state import state_dir_problem
 
     config = _load(args)
     db = config.paths.events_db
     if not db.exists():
+        problem = state_dir_problem(db.parent)
+        if problem:
+            raise SmartbinError(
+                f"no event log at {db} ({problem}): the daemon cannot record items; fix paths"
+            )
         raise SmartbinError(f"no event log at {db}; no item has been handled with this config yet")
+    if db.is_dir():
+        raise SmartbinError(f"{db}: is a directory, not an event log; fix paths.events_db")
     try:
         events, totals = read_events(db, limit=max(0, args.limit))
     except sqlite3.Error as exc:
-        raise SmartbinError(f"{db}: cannot read the event log ({exc})") from None
+        hint = "; the daemon moves a damaged one aside when it starts" if is_corruption(exc) else ""
+        raise SmartbinError(f"{db}: cannot read the event log ({exc}){hint}") from None
     if args.json:
         print(json.dumps({"events": events, "totals": totals}))
         return 0
     for e in events:
-        label = f"{e['label']} {e['confidence']:.2f}" if e["label"] else "no frame"
+        label = f"{e['label']} {e['confidence']:.2f}" if e["label"] else _unlabelled(e["reason"])
         note = f" [{e['error']}]" if e["error"] else ""
         print(
             f"{e['id']:6d} {e['ts']} {label:<16} -> {e['compartment'] or 'no move':<10} {e['reason']:<15} {e['latency_ms']:6.1f} ms {e['model_version']}{note}"
@@ -265,15 +417,18 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from .bundle import load_bundle
-    from .config import load_config
-    from .decision import check_bundle_fits
-    from .model import resolve_model_path
+    """OK only when ``smartbin run`` would start with this file (absent hardware apart): the same
+    schema, the paths and camera source on disk, and the model loaded and run as the daemon does."""
+    from .config import check_paths, load_config
 
     config = load_config(args.file)
+    for warning in check_paths(config):
+        print(f"smartbin: warning: {warning}", file=sys.stderr)
+    make_observers(config)  # what they read at start: the MQTT password file, TLS certificates and key
+    from .model import load_classifier, resolve_model_path  # the TFLite runtime: after the quick checks
+
     model = resolve_model_path(config)
-    bundle = load_bundle(model)
-    check_bundle_fits(bundle, config)
+    bundle = load_classifier(model, config).bundle
     print(
         f"{args.file}: OK (pins {config.gpio.pin_factory}, camera {config.camera.kind}, "
         f"{len(config.servos)} servos, {len(config.compartments)} compartments, model {bundle.version} from {model})"

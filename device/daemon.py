@@ -2,7 +2,10 @@
 
 The path of one item is :meth:`Daemon.handle_item`::
 
-    lid closed -> settle -> capture N frames -> classify (vote) -> decide -> move -> hold -> home -> record
+    lid closed -> settle -> capture N frames -> capture check, empty? -> [crop] -> classify (vote)
+      -> decide -> move -> hold -> home -> record
+
+The empty check (:mod:`.chamber`) runs when ``smartbin calibrate`` has set an empty reference.
 
 Threads: gpiozero calls :meth:`Daemon._on_lid_closed` from its own thread (or, with mock pins,
 from whoever drives the pin); signal handlers run on the main thread. Both only set flags and
@@ -20,24 +23,30 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gpiozero import GPIOZeroError
+from gpiozero import DigitalOutputDevice, GPIOZeroError
 
 from .cameras import Camera, create_camera
+from .chamber import FAULT_TEXT, Chamber, Look, crop_box
 from .classifier import Classifier, Prediction
 from .config import Config
 from .decision import decide
-from .errors import CameraError, SmartbinError
-from .events import EventLog, ImageStore, ItemEvent
+from .errors import CameraError, SmartbinError, os_error_reason
+from .events import ImageStore, ItemEvent
+from .feedback import Feedback
+from .fill import FillLevels
 from .lid import LidSensor
+from .lock import StateDirLock
 from .model import load_classifier, resolve_model_path
 from .notify import Notifier
+from .observers import Observer, Observers
 from .pins import make_pin_factory
+from .records import EventRecords, Faults
 from .sorter import Sorter
 from .state import now_iso, write_status
 
@@ -57,7 +66,8 @@ class Daemon:
     """Owns the hardware, the model and the event log of one bin.
 
     ``pin_factory`` and ``camera`` replace what the config names (tests, simulation);
-    ``on_item`` is called with each recorded :class:`ItemEvent`.
+    ``observers`` listen to the bin (see :mod:`.observers`); ``on_item`` is called with each
+    recorded :class:`ItemEvent`.
     """
 
     def __init__(
@@ -67,20 +77,33 @@ class Daemon:
         pin_factory: Any = None,
         camera: Camera | None = None,
         notifier: Notifier | None = None,
+        observers: Sequence[Observer] = (),
         on_item: Callable[[ItemEvent], None] | None = None,
     ) -> None:
         self.config = config
         self.notifier = notifier or Notifier()
+        self.observers = Observers(observers)
         self.on_item = on_item
         self._own_factory = pin_factory is None
         self.pin_factory = pin_factory
         self.camera = camera
         self.classifier: Classifier | None = None
         self.model_path: Path | None = None
-        self.events: EventLog | None = None
+        self.state_lock = StateDirLock(config.paths.state_dir)
+        self.state_dir_error: str | None = None  # why the state directory cannot be written
+        self.records = EventRecords(config.paths.events_db)
         self.images: ImageStore | None = None
+        self.images_error: str | None = None  # why photos are not saved at all
+        self.image_faults = Faults()  # photos that could not be saved
+        self.last_reload: dict[str, Any] | None = None
+        self._status_error: str | None = None  # the last failure to write status.json, logged once
         self.sorter: Sorter | None = None
         self.lid: LidSensor | None = None
+        self.fill: FillLevels | None = None  # the fill sensors, when the config has [fill.NAME]
+        self.feedback: Feedback | None = None  # the lid's LED and buzzer, when [feedback] has pins
+        self.light: DigitalOutputDevice | None = None  # the chamber's light, when [light] has a pin
+        self.chamber: Chamber | None = None  # the empty check (inactive without a reference)
+        self._refresh_due: float | None = None  # when an idle frame may refresh the empty reference
         self.items = 0
         self.ignored_closings = 0
         self.last_item: dict[str, Any] | None = None
@@ -95,6 +118,8 @@ class Daemon:
         self._status_due: float | None = None  # when the deferred status.json write is due
         self._detach_due: float | None = None  # when the servos homed at start-up may be detached
         self._status_written = 0.0
+        self._observers_written: dict[str, Any] | None = None  # observers' status in status.json
+        self._observers_checked = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -102,25 +127,38 @@ class Daemon:
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load the model, open the event log, home the servos, arm the lid, open the camera."""
+        """Lock the state dir, load the model, open the event log, home the servos, arm the lid,
+        open the camera. No state of the bin's own files stops it: it then sorts without them."""
         cfg = self.config
+        self._lock_state_dir()
         self.model_path, self.classifier = self._load_model()
         log.info("model %s from %s (%s)", self.model_version, self.model_path, self.classifier.runtime)
-        self.events = EventLog(cfg.paths.events_db)
+        self.records.open()
         if cfg.images.save:
-            self.images = ImageStore(
-                cfg.paths.images_dir, max_count=cfg.images.max_count, max_mb=cfg.images.max_mb
-            )
+            self._open_images()
         if self.pin_factory is None:
             self.pin_factory = make_pin_factory(cfg.gpio.pin_factory)
         try:
             self.sorter = Sorter(cfg, pin_factory=self.pin_factory)
             self._detach_due = self.sorter.start_homing()  # READY does not wait for the servos to arrive
             self.lid = LidSensor(cfg.lid, pin_factory=self.pin_factory, on_close=self._on_lid_closed)
+            if cfg.fill:  # the first reading once the servos are home
+                homed = time.monotonic() + cfg.sorting.travel_s * len(cfg.servos)
+                self.fill = FillLevels(cfg.fill, pin_factory=self.pin_factory, first_at=homed)
+            if cfg.feedback.enabled:
+                self.feedback = Feedback(cfg.feedback, pin_factory=self.pin_factory)
+                self.observers.add(self.feedback)
+            if cfg.light.pin is not None:
+                self.light = DigitalOutputDevice(
+                    cfg.light.pin, active_high=cfg.light.active_high, pin_factory=self.pin_factory
+                )
         except (GPIOZeroError, OSError) as exc:
+            pins: dict[str, list[str]] = {}
+            for key, pin in cfg.pins():
+                pins.setdefault(key.split(".")[0], []).append(str(pin))
+            used = ", ".join(f"{section} {', '.join(numbers)}" for section, numbers in pins.items())
             raise SmartbinError(
-                f"cannot set up the GPIO pins (lid {cfg.lid.pin}, servos "
-                f"{', '.join(str(s.pin) for s in cfg.servos)}) with pin factory {cfg.gpio.pin_factory!r}: "
+                f"cannot set up the GPIO pins ({used}) with pin factory {cfg.gpio.pin_factory!r}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
         if self.camera is None:
@@ -133,10 +171,41 @@ class Daemon:
                 controls=cfg.camera.controls or None,
             )
         self.camera.open()
+        self.chamber = Chamber(cfg.paths.state_dir, cfg.empty, cfg.camera)
+        self._schedule_refresh()
         self.state = "ready"
         self._write_status()
         self.notifier.ready(self._status_line())
-        log.info("ready: %s, camera %s, lid on GPIO %d", self._status_line(), self.camera.name, cfg.lid.pin)
+        self.observers.notify("started", self.status())
+        log.info(
+            "ready: model %s, camera %s, lid on GPIO %d", self.model_version, self.camera.name, cfg.lid.pin
+        )
+
+    def _lock_state_dir(self) -> None:
+        """One daemon per state dir; a second one raises :class:`SmartbinError` naming the first."""
+        try:
+            self.state_lock.acquire()
+        except OSError as exc:
+            self.state_dir_error = (
+                f"cannot write the state directory {self.config.paths.state_dir}: {os_error_reason(exc)}"
+            )
+            log.error(
+                "%s; the bin sorts WITHOUT status.json, and a second daemon on it would go unnoticed",
+                self.state_dir_error,
+            )
+
+    def _open_images(self) -> None:
+        cfg = self.config.images
+        try:
+            self.images = ImageStore(
+                self.config.paths.images_dir,
+                max_count=cfg.max_count,
+                max_mb=cfg.max_mb,
+                events_db=self.config.paths.events_db,  # uncertain and reviewed photos are kept longest
+            )
+        except OSError as exc:
+            self.images_error = f"cannot use {self.config.paths.images_dir}: {os_error_reason(exc)}"
+            log.error("NOT SAVING PHOTOS (the bin keeps sorting): %s", self.images_error)
 
     def serve(self) -> None:
         """The main loop: until asked to stop, handle lid closings and reloads; then shut down."""
@@ -161,7 +230,13 @@ class Daemon:
                 if self._run_timers():
                     continue
                 wait = timeout
-                for due in (self._status_due, self._detach_due):
+                dues = (
+                    self._status_due,
+                    self._detach_due,
+                    self._refresh_due,
+                    self.fill.due if self.fill else None,
+                )
+                for due in dues:
                     if due is not None:
                         wait = min(wait, due - time.monotonic())
                 select.select([self._wake_r], [], [], max(wait, 0.0))
@@ -170,16 +245,31 @@ class Daemon:
             self.shutdown()
 
     def _run_timers(self) -> bool:
-        """Do what was deferred and is now due (status write, detach after start-up homing)."""
+        """Do what was deferred and is now due (detach after start-up homing, a fill sensor's
+        ping, status write). Only between items: nothing here runs while a servo moves."""
         now = time.monotonic()
         ran = False
         if self._detach_due is not None and now >= self._detach_due:
             self._detach_due = None
             self.sorter.detach()
             ran = True
+        if self.fill is not None and now >= self.fill.due:
+            if self.fill.ping():  # a reading finished: status.json and observers hear of it
+                self._status_due = self._status_due or max(now, self._status_written + self.status_interval_s)
+                self.observers.notify("status_changed", self.status())
+            ran = True
+        if self._refresh_due is not None and now >= self._refresh_due:
+            self._refresh_reference()
+            ran = True
         if self._status_due is not None and now >= self._status_due:
             self._write_status()
             ran = True
+        if self.observers and now - self._observers_checked >= IDLE_WAKE_S:
+            # an observer's own state (an MQTT connection lost while idle) reaches status.json too
+            self._observers_checked = now
+            if self.observers.status() != self._observers_written:
+                self._write_status()
+                ran = True
         return ran
 
     def run(self) -> None:
@@ -197,8 +287,13 @@ class Daemon:
             return
         self.state = "stopping"
         self.notifier.stopping()
+        self.observers.notify("stopping")
         if self.lid is not None:
             self.lid.close()
+        if self.fill is not None:
+            self.fill.close()
+        if self.light is not None:
+            self.light.close()
         if self.sorter is not None:
             try:
                 self.sorter.home()
@@ -207,13 +302,13 @@ class Daemon:
             self.sorter.close()
         if self.camera is not None:
             self.camera.close()
-        if self.events is not None:
-            self.events.close()
+        self.records.close()
         if self.pin_factory is not None and self._own_factory:
             self.pin_factory.close()
         self.state = "stopped"
         if self.classifier is not None:
             self._write_status()
+        self.state_lock.release()
         self.notifier.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -267,22 +362,26 @@ class Daemon:
         """One item, start to end. Never raises for a bad frame, camera or servo: the event says why."""
         cfg = self.config
         wall = datetime.fromtimestamp(time.time() - (time.monotonic() - triggered), UTC)
+        self.observers.notify("item_started")
         settle_start = time.monotonic()
-        if cfg.lid.settle_s > 0:
-            time.sleep(cfg.lid.settle_s)
-        settled = time.monotonic()
-
-        frames, capture_error = self._capture(cfg.classifier.frames)
+        with self._lit():
+            if cfg.lid.settle_s > 0:
+                time.sleep(cfg.lid.settle_s)
+            settled = time.monotonic()
+            frames, capture_error = self._capture(cfg.classifier.frames)
         captured = time.monotonic()
         prediction: Prediction | None = None
         errors = [capture_error] if capture_error else []
-        if frames:
+        look = self.chamber.look(frames[-1]) if frames else None  # capture check, empty?
+        if look is not None and look.fault:
+            errors.append(f"capture: {FAULT_TEXT[look.fault]}")
+        if frames and not (look is not None and (look.fault or look.empty)):
             try:
-                prediction = self.classifier.classify_frames(frames)
+                prediction = self.classifier.classify_frames(self._crop(frames, look))
             except (ValueError, RuntimeError) as exc:
                 errors.append(f"classify: {exc}")
         classified = time.monotonic()
-        decision = decide(prediction, cfg.sorting)
+        decision = decide(prediction, cfg.sorting, self.fill.full() if self.fill else None, look)
         commanded = time.monotonic()
         if decision.compartment is not None:
             self._detach_due = None  # home() detaches at the end of the move
@@ -293,16 +392,16 @@ class Daemon:
             except Exception as exc:  # the hardware boundary: record, home, carry on
                 errors.append(f"servo: {exc}")
                 self._home_after_fault()
+            if self.fill is not None:
+                self.fill.item_added(decision.compartment)  # read its level again, now the servos rest
 
         image_path = None
         if self.images is not None and frames:
             try:
-                stamp = wall.strftime("%Y%m%dT%H%M%S%fZ")
-                image_path = str(
-                    self.images.save(frames[-1], f"{stamp}-{prediction.label if prediction else 'none'}")
-                )
+                image_path = str(self.images.save(frames[-1], wall, prediction.label if prediction else None))
             except (OSError, ValueError) as exc:
                 errors.append(f"image: {exc}")
+                self.image_faults.note(str(exc))
 
         event = ItemEvent(
             ts=wall.isoformat(timespec="milliseconds"),
@@ -319,10 +418,55 @@ class Daemon:
             image_path=image_path,
             source=str(getattr(self.camera, "last_path", None) or "") or None,
             error="; ".join(errors) or None,
+            box=look.box if look is not None else None,
         )
         event.cycle_ms = _ms(time.monotonic() - triggered)
         self._record(event)
+        self._schedule_refresh()  # an idle frame is one taken a while after the last item
         return event
+
+    def _crop(self, frames: list[np.ndarray], look: Look | None) -> list[np.ndarray]:
+        """With ``classifier.crop = "item"``: each frame cut to the item's box plus a margin."""
+        if self.config.classifier.crop != "item" or look is None or look.box is None:
+            return frames
+        rows, cols = crop_box(look.box, frames[-1].shape)
+        return [frame[rows, cols] for frame in frames]
+
+    @contextlib.contextmanager
+    def _lit(self):
+        """The chamber's light on for what the block captures ([light] pin), off again after."""
+        if self.light is None:
+            yield
+            return
+        self.light.on()
+        try:
+            yield
+        finally:
+            self.light.off()
+
+    def _schedule_refresh(self) -> None:
+        refresh_s = self.config.empty.refresh_s
+        live = self.camera is not None and self.camera.live
+        usable = self.chamber is not None and self.chamber.reference is not None
+        self._refresh_due = time.monotonic() + refresh_s if refresh_s > 0 and live and usable else None
+
+    def _refresh_reference(self) -> None:
+        """An idle frame, lid closed, into the empty reference if it looks empty (between items only)."""
+        self._schedule_refresh()
+        if self.lid is None or not self.lid.closed:  # an open lid lets other light in, or a hand
+            return
+        with self._lit():
+            if self.config.lid.settle_s > 0:
+                time.sleep(self.config.lid.settle_s)
+            try:
+                frame = self.camera.capture()
+            except Exception as exc:  # the next item's capture deals with a failing camera
+                log.debug("no idle frame for the empty reference: %s", exc)
+                return
+        if self.chamber.refresh(frame):
+            log.debug("empty reference refreshed (%d)", self.chamber.refreshed)
+        elif self.chamber.warnings():
+            self._status_due = self._status_due or time.monotonic()
 
     def _capture(self, count: int) -> tuple[list[np.ndarray], str | None]:
         """Up to ``count`` frames; a failed capture reopens the camera, up to ``camera.retries`` times."""
@@ -370,10 +514,7 @@ class Daemon:
             log.error("could not home the servos after a fault: %s", exc)
 
     def _record(self, event: ItemEvent) -> None:
-        try:
-            self.events.record(event)
-        except Exception as exc:  # a full disk must not stop the sorting
-            log.error("cannot record event: %s", exc)
+        self.records.record(event)  # never raises: a full disk or a corrupt file must not stop the sorting
         self.items += 1
         self.last_item = {
             k: getattr(event, k)
@@ -395,6 +536,7 @@ class Daemon:
             event.latency_ms,
             f" [{event.error}]" if event.error else "",
         )
+        self.observers.notify("item", event, self.status())
         if self.on_item is not None:
             self.on_item(event)
 
@@ -408,17 +550,20 @@ class Daemon:
         """Load the model the config now points at; on failure keep the running one."""
         self.notifier.reloading()
         old = self.model_version
+        error = None
         try:
             path, classifier = self._load_model()
         except Exception as exc:  # whatever is wrong with the new model, the bin keeps sorting
             log.error("reload failed, keeping model %s: %s", old, exc)
-            ok = False
+            error = str(exc) or type(exc).__name__
         else:
             self.model_path, self.classifier = path, classifier
             log.info("reloaded: model %s from %s (was %s)", self.model_version, path, old)
-            ok = True
+        ok = error is None
+        self.last_reload = {"at": now_iso(), "ok": ok, "model_version": self.model_version, "error": error}
         self._write_status()
         self.notifier.ready(self._status_line())
+        self.observers.notify("status_changed", self.status())
         return ok
 
     @property
@@ -428,7 +573,41 @@ class Daemon:
     # --- status -------------------------------------------------------------------------
 
     def _status_line(self) -> str:
-        return f"model {self.model_version}, {self.items} items"
+        """systemd's STATUS=: the model, the item count, and whatever is wrong."""
+        return "; ".join([f"model {self.model_version}, {self.items} items", *self.warnings()])
+
+    def warnings(self) -> list[str]:
+        """What is wrong with the bin's state, one line each (status.json, STATUS=, ``smartbin status``)."""
+        out = [self.state_dir_error] if self.state_dir_error else []
+        out += self.records.warnings()
+        if self.fill is not None:
+            out += self.fill.warnings()
+        if self.chamber is not None:
+            out += self.chamber.warnings()
+        if self.images_error:
+            out.append(f"not saving photos: {self.images_error}")
+        elif self.image_faults.count:
+            f = self.image_faults
+            out.append(f"{f.count} photo(s) not saved, the last at {f.last_error_at}: {f.last_error}")
+        reload = self.last_reload
+        if reload and not reload["ok"]:
+            out.append(
+                f"last reload failed at {reload['at']}: {reload['error']}; still running model {reload['model_version']}"
+            )
+        return out
+
+    def _images_status(self) -> dict[str, Any] | None:
+        if not self.config.images.save:
+            return None
+        return {
+            "dir": str(self.config.paths.images_dir),
+            "saving": self.images is not None,
+            "count": self.images.count if self.images else 0,
+            "bytes": self.images.total_bytes if self.images else 0,
+            "not_saved": self.image_faults.count,
+            "last_error": self.images_error or self.image_faults.last_error,
+            "last_error_at": self.image_faults.last_error_at,
+        }
 
     def status(self) -> dict[str, Any]:
         return {
@@ -442,12 +621,28 @@ class Daemon:
             "ignored_closings": self.ignored_closings,
             "last_item": self.last_item,
             "config": str(self.config.source) if self.config.source else None,
+            "last_reload": self.last_reload,
+            "event_log": self.records.status(),
+            "images": self._images_status(),
+            **({"fill": self.fill.status()} if self.fill is not None else {}),
+            "empty_reference": self.chamber.status() if self.chamber is not None else None,
+            "warnings": self.warnings(),
+            "observers": self.observers.status(),
         }
 
     def _write_status(self) -> None:
         self._status_written = time.monotonic()
         self._status_due = None
         try:
-            write_status(self.config.paths.state_dir, self.status())
+            status = self.status()
+            self._observers_written = status["observers"]
+            write_status(self.config.paths.state_dir, status)
         except OSError as exc:  # a full or read-only disk must not stop the sorting
-            log.error("cannot write status: %s", exc)
+            error = os_error_reason(exc)
+            if error != self._status_error:  # once, not after every item
+                log.error("cannot write %s/status.json: %s", self.config.paths.state_dir, error)
+            self._status_error = error
+        else:
+            if self._status_error is not None:
+                log.info("status.json is written again")
+            self._status_error = None

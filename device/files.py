@@ -1,9 +1,13 @@
-"""Publishing a directory so that readers see the old one or the new one, never half of either."""
+"""Publishing a directory so that readers see the old one or the new one, never half of either,
+and checking an output folder before the work that fills it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+
+from .errors import SmartbinError, os_error_reason
 
 
 def publish_dir(staging: Path, out: Path) -> None:
@@ -21,3 +25,35 @@ def publish_dir(staging: Path, out: Path) -> None:
     out.rename(old)
     staging.rename(out)
     shutil.rmtree(old)
+
+
+def check_out_dir(path: str | Path, option: str) -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be created.
+
+    ``path`` may be an existing folder or a path whose first existing parent is a writable
+    folder. One line naming the reason, and ``option`` (such as ``--out``) to change.
+    """
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise SmartbinError(f"{path}: not a directory (it is a file); choose another {option}")
+        return
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise SmartbinError(f"{path}: not a directory ({parent} is a file); choose another {option}")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise SmartbinError(
+            f"{path}: permission denied (cannot create folders in {parent}); choose another {option}"
+        )
+
+
+def dir_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be listed as a folder ("no such folder", "not a directory",
+    "permission denied", ...), or None when it can."""
+    try:
+        with os.scandir(path):
+            return None
+    except FileNotFoundError:
+        return "no such folder"
+    except OSError as exc:
+        return os_error_reason(exc)

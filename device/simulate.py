@@ -5,10 +5,15 @@ event (no sleeping), and opens the lid again. Only the pins, the camera and the 
 differ from a real bin: the item cycle, classifier, decision, servos and event log are the ones
 ``smartbin run`` uses. State (event log, status.json) goes to a temporary directory unless a
 ``state_dir`` is given, so a simulation never mixes into a real bin's records.
+
+With ``[fill.NAME]`` sections, each compartment's sensor answers on its mock pins from a
+simulated level that rises by ``FILL_PER_ITEM`` percent per item; the simulation waits for the
+daemon's reading after each such item, so every line shows the level the next item meets.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import statistics
 import tempfile
@@ -20,15 +25,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .cameras import SAMPLES_DIR, FolderCamera, list_images
+from .commands import make_observers
 from .config import Config, PathsConfig
 from .daemon import Daemon
+from .decision import EMPTY
 from .errors import SmartbinError
 from .events import ItemEvent
+from .fill import script_sensor
 from .lid import closed_level
 from .notify import Notifier
+from .observers import Observer
 from .pins import make_pin_factory
+from .web.token import create_token, token_path
 
 ITEM_TIMEOUT_S = 60.0  # far above any cycle; reaching it means the daemon is stuck
+FILL_PER_ITEM = 10.0  # percent of a compartment one simulated item fills
 
 
 @dataclass
@@ -36,16 +47,60 @@ class SimulatedItem:
     image: Path
     truth: str | None  # the folder name, when it is one of the model's labels
     event: ItemEvent
+    feedback: str | None = None  # what the lid's LED shows after the item ([feedback])
+    fill: dict[str, dict] | None = None  # the fill levels read after the item ([fill.NAME])
+
+
+class SimulatedFill(Observer):
+    """Fill sensors on mock pins: every item sorted into a compartment fills it by
+    ``FILL_PER_ITEM`` percent; the daemon's fill readings are queued in :attr:`readings`."""
+
+    def __init__(self, config: Config, factory: object) -> None:
+        self.config = config
+        self.percent = dict.fromkeys(config.fill, 0.0)
+        self.readings: queue.Queue[dict[str, dict]] = queue.Queue()
+        for name, sensor in config.fill.items():
+            script_sensor(factory, sensor, lambda name=name: self._distance_cm(name))
+
+    def _distance_cm(self, name: str) -> float:
+        sensor = self.config.fill[name]
+        return sensor.empty_cm - min(self.percent[name], 100.0) / 100 * (sensor.empty_cm - sensor.full_cm)
+
+    def item(self, event: ItemEvent, status: object) -> None:
+        if event.compartment in self.percent:
+            self.percent[event.compartment] += FILL_PER_ITEM
+
+    def status_changed(self, status: dict) -> None:
+        if "fill" in status:
+            self.readings.put(status["fill"])
+
+    def next_reading(self, timeout: float) -> dict[str, dict]:
+        try:
+            return self.readings.get(timeout=timeout)
+        except queue.Empty:
+            raise SmartbinError(
+                f"no fill reading {timeout:.0f} s after an item; the daemon is stuck"
+            ) from None
+
+    def forget_readings(self) -> None:
+        while not self.readings.empty():
+            self.readings.get_nowait()
 
 
 @dataclass
 class Summary:
+    """What a simulation did. Accuracy counts the items that have a truth and were classified;
+    an item whose photo gave no frame (a capture fault) is counted apart, never as a wrong answer."""
+
     items: int = 0
     by_compartment: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     per_class: dict[str, Counter[str]] = field(default_factory=dict)  # truth -> {n, correct, sorted}
     errors: int = 0
+    capture_faults: int = 0  # items never classified (no frame: unreadable photo, camera failure)
+    empty: int = 0  # closings the empty check found empty (never classified, not counted in accuracy)
     model_version: str | None = None
+    review_page: str | None = None  # --web: where the page is and its token
 
     def add(self, item: SimulatedItem, expected_compartment: str | None) -> None:
         event = item.event
@@ -53,8 +108,10 @@ class Summary:
         self.by_compartment[event.compartment or "no move"] += 1
         self.latencies_ms.append(event.latency_ms)
         self.errors += event.error is not None
+        self.empty += event.reason == EMPTY
+        self.capture_faults += event.label is None and event.reason != EMPTY
         self.model_version = event.model_version
-        if item.truth is not None:
+        if item.truth is not None and event.label is not None:
             counts = self.per_class.setdefault(item.truth, Counter())
             counts["n"] += 1
             counts["correct"] += event.label == item.truth
@@ -79,6 +136,12 @@ class Summary:
             n = sum(c["n"] for c in self.per_class.values())
             correct = sum(c["correct"] for c in self.per_class.values())
             out.append(f"accuracy: {correct}/{n} ({correct / n:.1%})")
+        if self.empty:
+            out.append(f"empty: {self.empty} closing(s) found the chamber empty (no move, no inference)")
+        if self.capture_faults:
+            out.append(
+                f"capture faults: {self.capture_faults} item(s) not classified, not counted in accuracy"
+            )
         if self.errors:
             out.append(f"items with errors: {self.errors}")
         return out
@@ -87,7 +150,8 @@ class Summary:
 def simulation_config(
     config: Config, *, model: Path | None, fast: bool, state_dir: Path, images: Path
 ) -> Config:
-    """The config with mock pins, the folder camera, a separate state dir, and no waits with ``fast``."""
+    """The config with mock pins, the folder camera, a separate state dir and MQTT bin id
+    (``<bin_id>-sim``), and no waits with ``fast``."""
     paths = PathsConfig(
         state_dir=state_dir,
         models_dir=config.paths.models_dir,  # read only: the simulation may run the bin's current model
@@ -100,6 +164,8 @@ def simulation_config(
         gpio=replace(config.gpio, pin_factory="mock"),
         camera=replace(config.camera, kind="folder", source=str(images), controls={}),
     )
+    if config.mqtt.host:  # published apart from the real bin (another id, another MQTT client)
+        config = replace(config, mqtt=replace(config.mqtt, bin_id=f"{config.mqtt.bin_id}-sim"))
     if model is not None:
         config = replace(config, classifier=replace(config.classifier, model=model))
     if fast:
@@ -139,8 +205,14 @@ def simulate(
     repeat: int = 1,
     state_dir: Path | None = None,
     on_item: Callable[[SimulatedItem], None] | None = None,
+    web: str | None = None,
+    on_done: Callable[[Summary], None] | None = None,
 ) -> Summary:
-    """Run one item per image (``repeat`` times over) through the daemon; return the summary."""
+    """Run one item per image (``repeat`` times over) through the daemon; return the summary.
+
+    ``web`` (``HOST:PORT``) serves the review page with photos saved; ``on_done`` is called after
+    the last item, while the daemon (and its page) still runs.
+    """
     if repeat < 1:
         raise SmartbinError(f"--repeat must be 1 or more, got {repeat}")
     if images is None:
@@ -149,10 +221,20 @@ def simulate(
     paths = list_images(images)
     with _state_dir(state_dir) as state:
         cfg = simulation_config(config, model=model, fast=fast, state_dir=state, images=images)
+        if web is not None:
+            cfg, token_note = with_web(cfg, web, token_path(config))
         factory = make_pin_factory("mock")
         done: queue.Queue[ItemEvent | BaseException] = queue.Queue()
         camera = FolderCamera(images, frames_per_image=cfg.classifier.frames, loop=repeat > 1)
-        daemon = Daemon(cfg, pin_factory=factory, camera=camera, notifier=Notifier({}), on_item=done.put)
+        fill = SimulatedFill(cfg, factory) if cfg.fill else None
+        daemon = Daemon(
+            cfg,
+            pin_factory=factory,
+            camera=camera,
+            notifier=Notifier({}),
+            observers=[*make_observers(cfg), *([fill] if fill else [])],
+            on_item=done.put,
+        )
         try:
             daemon.start()
         except BaseException:
@@ -160,6 +242,8 @@ def simulate(
             factory.close()
             raise
         labels = daemon.classifier.bundle.labels
+        if fill is not None and fast:
+            daemon.fill.ping_gap_s = 0.0  # mock pins leave no echo to die away
 
         def serve() -> None:
             try:
@@ -180,8 +264,13 @@ def simulate(
             + 2 * len(cfg.servos) * cfg.sorting.travel_s
         )
         try:
+            if web is not None:
+                summary.review_page = f"review page at {_page_url(daemon)} ({token_note}); Ctrl-C stops it"
             _drive(lid_pin, not closed)
+            levels = fill.next_reading(timeout) if fill is not None else None
             for image in paths * repeat:
+                if fill is not None:
+                    fill.forget_readings()  # a reading from before this item is not the one after it
                 _drive(lid_pin, closed)
                 try:
                     event = done.get(timeout=timeout)
@@ -192,18 +281,51 @@ def simulate(
                 if isinstance(event, BaseException):
                     raise SmartbinError(f"the daemon stopped at {image}: {event!r}") from event
                 _drive(lid_pin, not closed)
-                # the camera says which photo it showed (a photo that cannot be decoded is skipped)
-                shown = Path(event.source) if event.source else image
-                item = SimulatedItem(image=shown, truth=_truth(shown, images, labels), event=event)
+                if event.source is not None and Path(event.source) != image:
+                    raise SmartbinError(
+                        f"the camera showed {event.source} for the item of {image}; the simulation is out of step"
+                    )
+                shown = daemon.feedback.shown if daemon.feedback else None  # before it fades
+                if fill is not None and event.compartment in cfg.fill:
+                    levels = fill.next_reading(timeout)
+                item = SimulatedItem(
+                    image=image,
+                    truth=_truth(image, images, labels),
+                    event=event,
+                    feedback=shown,
+                    fill=levels,
+                )
                 expected = cfg.sorting.labels.get(item.truth) if item.truth else None
                 summary.add(item, expected)
                 if on_item is not None:
                     on_item(item)
+            if on_done is not None:
+                on_done(summary)
         finally:
             daemon.request_stop()
             server.join(timeout=timeout)
             factory.close()
     return summary
+
+
+def with_web(config: Config, listen: str, bin_token: Path) -> tuple[Config, str]:
+    """The simulation's config with the review page on ``listen`` and photos saved, and where its
+    token is: the bin's token file when this user can read it, else a new one in the state dir."""
+    token_file = bin_token if os.access(bin_token, os.R_OK) and bin_token.is_file() else None
+    if token_file is None:
+        token_file = config.paths.state_dir / "web-token"
+        note = f"token {create_token(token_file)}"
+    else:
+        note = f"token in {token_file}"
+    web = replace(config.web, listen=listen, token_file=token_file)
+    return replace(config, web=web, images=replace(config.images, save=True)), note
+
+
+def _page_url(daemon: Daemon) -> str:
+    page = next(o for o in daemon.observers if o.name == "web")
+    if page.url is None:
+        raise SmartbinError(f"--web: {page.error}")
+    return page.url
 
 
 def _drive(pin: object, level: bool) -> None:

@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import SmartbinError, os_error_reason
+
 STATUS_NAME = "status.json"
+_REWRITTEN = "the daemon rewrites it when it starts, reloads or handles an item"
 
 
 def now_iso() -> str:
@@ -34,13 +37,70 @@ def write_status(state_dir: Path, status: dict[str, Any]) -> Path:
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:
+    """The daemon's status.json, or None when there is none; :class:`SmartbinError` when it is unusable."""
+    path = state_dir / STATUS_NAME
     try:
-        return json.loads((state_dir / STATUS_NAME).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):  # no state there, or none possible: see state_dir_problem
         return None
+    except OSError as exc:
+        raise SmartbinError(f"cannot read {path}: {os_error_reason(exc)}") from None
+    except UnicodeDecodeError:
+        raise SmartbinError(f"{path} is not a status file (not UTF-8 text); {_REWRITTEN}") from None
+    try:
+        status = json.loads(text)
+    except json.JSONDecodeError as exc:
+        what = "empty" if not text.strip() else f"bad or truncated JSON at line {exc.lineno}"
+        raise SmartbinError(f"{path} is not a status file ({what}); {_REWRITTEN}") from None
+    if not isinstance(status, dict):
+        raise SmartbinError(
+            f"{path} is not a status file (a JSON {type(status).__name__}, not an object); {_REWRITTEN}"
+        )
+    pid, started = status.get("pid"), status.get("started")
+    if not isinstance(pid, int) or not isinstance(started, str) or not _is_time(started):
+        raise SmartbinError(f"{path} is not a status file (no pid or start time); {_REWRITTEN}")
+    return status
+
+
+def _is_time(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:  # exists() is False below a regular file too
+        path = path.parent
+    return path
+
+
+def state_dir_problem(state_dir: Path) -> str | None:
+    """Why a daemon could not write in ``state_dir`` ('not a directory', 'read-only file system',
+    'permission denied'), or None when it could (creating it if need be)."""
+    probe = _nearest_existing(state_dir)
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if os.access(probe, os.W_OK | os.X_OK):
+        return None
+    if os.statvfs(probe).f_flag & os.ST_RDONLY:
+        return f"{probe} is on a read-only file system"
+    return f"{probe}: permission denied"
+
+
+def disk_free_bytes(state_dir: Path) -> int | None:
+    """Bytes an unprivileged writer can still use on the file system holding ``state_dir``."""
+    probe = _nearest_existing(state_dir)
+    try:
+        stat = os.statvfs(probe if probe.is_dir() else probe.parent)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def pid_alive(pid: int) -> bool:
+    if pid <= 0:  # kill(0) and kill(-1) would signal groups, not test one process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,37 +1,48 @@
-"""The model store on a bin: bundles side by side, one symlink says which is live.
+"""The model store on a bin: bundles side by side, two symlinks say which is live and which was.
 
 Layout of ``<models_dir>``::
 
     <version>/          one bundle per version (manifest.json, model.tflite, labels.txt)
     current  -> <version>   the live model (the daemon loads it; re-read on reload)
-    previous -> <version>   the one before, kept for rollback
-    .upload-<version>-<token>/   a bundle being uploaded (deploy); removed by `clean`
+    previous -> <version>   what was live before the last switch, for rollback
+    .switch             a switch in progress: the pointers it sets (replayed after a crash)
+    .upload-<token>/    a bundle being received; only while its receiver holds the lock
+    .lock               flock: one change at a time
 
-Pointers are switched atomically: a new symlink under a temporary name, then ``os.replace``
-over the old one, then an fsync of the directory; an upload's files are fsynced before that
-(bins lose power). A bundle becomes a
-version directory only after it passed every check (checksum, labels fit this bin's config,
-one inference with this bin's runtime), so an interrupted upload never touches ``current``.
+A missing ``current`` means the bundled default model; a missing ``previous`` means "roll back to
+the bundled default" when ``current`` is set, and "nothing to roll back" when it is not. The
+invariants each operation keeps are written down in docs/deploy.md ("The store's invariants").
+
+A switch sets both pointers as one step: the new pair goes to ``.switch`` first (written and
+renamed atomically), then each symlink is replaced atomically (a new symlink renamed over the
+old one), then ``.switch`` is removed. Every change takes the lock and first finishes a switch a
+crash interrupted, so after any crash the pair is either the old one or the new one. A bundle
+becomes a version directory only after it passed every check (checksum, labels fit this bin's
+config, one inference with this bin's runtime), and its files are fsynced first (bins lose power).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
+import json
 import os
 import secrets
 import shutil
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from .bundle import Bundle, is_safe_name, load_bundle
+from .bundle import LABELS_NAME, MANIFEST_NAME, Bundle, is_safe_name, load_bundle
 from .errors import BundleError, SmartbinError
 
 CURRENT = "current"
 PREVIOUS = "previous"
 UPLOAD_PREFIX = ".upload-"
+_JOURNAL = ".switch"
 _LINK_PREFIX = ".link-"
 _TRASH_PREFIX = ".trash-"
 _LOCK_NAME = ".lock"
@@ -39,15 +50,25 @@ _POINTERS = (CURRENT, PREVIOUS)
 _LEFTOVER_PREFIXES = (UPLOAD_PREFIX, _LINK_PREFIX, _TRASH_PREFIX)
 
 
-def upload_name(version: str) -> str:
-    """A fresh temporary name for uploading ``version`` into a store."""
-    if not is_safe_name(version):
-        raise BundleError(f"version {version!r} may hold only letters, digits, '.', '-' and '_'")
-    return f"{UPLOAD_PREFIX}{version}-{secrets.token_hex(4)}"
+def bundle_files(bundle: Bundle) -> list[Path]:
+    """The files that make a bundle (manifest first); anything else in its folder is not sent."""
+    files = [bundle.path / MANIFEST_NAME, bundle.model_path]
+    if (bundle.path / LABELS_NAME).is_file():
+        files.append(bundle.path / LABELS_NAME)
+    return files
 
 
-def is_upload_name(name: str) -> bool:
-    return name.startswith(UPLOAD_PREFIX) and is_safe_name(name[len(UPLOAD_PREFIX) :])
+def bundle_tar(bundle: Bundle) -> bytes:
+    """The bundle's own files as an uncompressed tar, manifest first (what ``store install -`` reads)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in bundle_files(bundle):
+            info = tarfile.TarInfo(path.name)
+            info.size = path.stat().st_size
+            info.mode = 0o644
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+    return out.getvalue()
 
 
 def verify_bundle(path: Path, config: Any, *, expected_sha256: str | None = None) -> Bundle:
@@ -92,14 +113,35 @@ class StoredVersion:
 
 @dataclass(frozen=True)
 class Switch:
-    """What an activate/rollback did."""
+    """What an install/activate/rollback/reject did; ``None``: the bundled default model."""
 
-    action: str  # "activated", "already-current", "repaired", "rolled-back"
-    current: str | None  # None: no deployed model is live, the daemon runs its bundled default
+    action: str  # "activated", "already-current", "repaired", "rolled-back", "rejected"
+    current: str | None
     previous: str | None
+    replaced: str | None = None  # what ``previous`` was before (``reject`` puts it back)
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "current": self.current, "previous": self.previous}
+        return {
+            "action": self.action,
+            "current": self.current,
+            "previous": self.previous,
+            "replaced": self.replaced,
+        }
+
+
+def _lock_holder(fd: int) -> str:
+    """`` (pid N)`` of the process holding the flock on ``fd`` (from /proc/locks), or ``""``."""
+    st = os.fstat(fd)
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
+            return f" (pid {fields[4]})"
+    return ""
 
 
 class ModelStore:
@@ -111,6 +153,7 @@ class ModelStore:
     # -- reading ---------------------------------------------------------------------------
 
     def _pointer(self, name: str) -> str | None:
+        """The version a pointer names (whether or not that version is still there)."""
         link = self.dir / name
         try:
             target = os.readlink(link)
@@ -121,7 +164,14 @@ class ModelStore:
                 f"{link} is not a symlink; move it away so smartbin can manage the store"
             ) from None
         version = Path(target).name
-        return version if is_safe_name(version) else None
+        return version if is_safe_name(version) and version not in _POINTERS else None
+
+    def _existing(self, version: str | None) -> str | None:
+        return version if version is not None and self._is_version(version) else None
+
+    def _is_version(self, version: str) -> bool:
+        path = self.dir / version
+        return is_safe_name(version) and version not in _POINTERS and path.is_dir() and not path.is_symlink()
 
     @property
     def current(self) -> str | None:
@@ -164,12 +214,14 @@ class ModelStore:
             "previous": self.previous,
             "versions": [v.to_json() for v in self.versions()],
             "leftovers": [p.name for p in self.leftovers()],
+            "interrupted_switch": (self.dir / _JOURNAL).exists(),
         }
 
-    # -- changing --------------------------------------------------------------------------
+    # -- the lock and the switch -------------------------------------------------------------
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
+        """Hold the store's lock; first finish a switch that a crash interrupted."""
         self.dir.mkdir(parents=True, exist_ok=True)
         # Read-only is enough for flock, so every member of the store's group can take the lock.
         fd = os.open(self.dir / _LOCK_NAME, os.O_RDONLY | os.O_CREAT, 0o664)
@@ -178,8 +230,10 @@ class ModelStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise SmartbinError(
-                    f"another smartbin is changing the model store {self.dir}; try again when it is done"
+                    f"another smartbin{_lock_holder(fd)} is changing the model store {self.dir} "
+                    "(a deploy?); try again when it is done"
                 ) from None
+            self._recover()
             yield
         finally:
             os.close(fd)
@@ -191,26 +245,64 @@ class ModelStore:
         finally:
             os.close(fd)
 
-    def _point(self, name: str, version: str) -> None:
+    def _point(self, name: str, version: str | None) -> None:
+        """Make one pointer name ``version`` (``None``: remove it), atomically."""
+        link = self.dir / name
+        if version is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
+            return
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == version:
+                return
         tmp = self.dir / f"{_LINK_PREFIX}{name}-{secrets.token_hex(4)}"
         os.symlink(version, tmp)
         try:
-            os.replace(tmp, self.dir / name)
+            os.replace(tmp, link)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise SmartbinError(
-                f"cannot switch {self.dir / name} ({exc.strerror}); check the store"
-            ) from None
+            os.unlink(tmp)
+            raise SmartbinError(f"cannot switch {link} ({exc.strerror}); check the store") from None
 
-    def _switch(self, version: str, action: str) -> Switch:
-        old = self.current
-        if old == version:
-            return Switch("already-current", version, self.previous)
-        if old is not None:
-            self._point(PREVIOUS, old)
-        self._point(CURRENT, version)
+    def _set_pointers(self, current: str | None, previous: str | None) -> None:
+        """Switch both pointers as one step (see the module docstring)."""
+        tmp = self.dir / f"{_LINK_PREFIX}switch-{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
+        try:
+            os.write(fd, json.dumps({CURRENT: current, PREVIOUS: previous}).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.dir / _JOURNAL)
         self._fsync_dir()
-        return Switch(action, version, old if old is not None else self.previous)
+        self._apply(current, previous)
+
+    def _apply(self, current: str | None, previous: str | None) -> None:
+        self._point(PREVIOUS, previous)
+        self._point(CURRENT, current)
+        self._fsync_dir()
+        os.unlink(self.dir / _JOURNAL)
+        self._fsync_dir()
+
+    def _recover(self) -> None:
+        """Finish an interrupted switch; a ``previous`` equal to ``current`` is dropped."""
+        journal = self.dir / _JOURNAL
+        try:
+            pair = json.loads(journal.read_text())
+            current, previous = pair[CURRENT], pair[PREVIOUS]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError):
+            os.unlink(journal)  # written atomically, so never half: not ours
+        else:
+            if all(v is None or (isinstance(v, str) and self._is_version(v)) for v in (current, previous)):
+                self._apply(current, previous)
+            else:
+                os.unlink(journal)
+        if self.previous is not None and self.previous == self.current:
+            self._point(PREVIOUS, None)
+            self._fsync_dir()
+
+    # -- changing --------------------------------------------------------------------------
 
     @staticmethod
     def _fsync_files(path: Path) -> None:
@@ -229,91 +321,127 @@ class ModelStore:
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def install_upload(self, name: str, config: Any, *, expected_sha256: str | None = None) -> Switch:
-        """Check an uploaded bundle ``<models_dir>/<name>``, file it under its version, make it live."""
-        if not is_upload_name(name):
-            raise SmartbinError(f"{name!r} is not an upload name ({UPLOAD_PREFIX}<version>-<token>)")
-        upload = self.dir / name
-        if not upload.is_dir():
-            raise BundleError(f"{upload}: no such upload; the transfer did not finish, deploy again")
+    def _activate(self, version: str) -> Switch:
+        """``current`` -> ``version``, ``previous`` -> what was live (the bundled default: none)."""
+        current, previous = self._existing(self.current), self.previous
+        if current == version:
+            return Switch("already-current", version, previous)
+        self._set_pointers(version, current)
+        return Switch("activated", version, current, replaced=previous)
+
+    def install(self, source: Path | IO[bytes], config: Any, *, expected_sha256: str | None = None) -> Switch:
+        """Copy a bundle's own files into the store, check them, file them under their version, make it live.
+
+        ``source``: a bundle directory, or a binary stream of :func:`bundle_tar`. The lock is held
+        from the first byte received, so no clean-up can remove an upload in flight.
+        """
         with self.locked():
+            upload = self.dir / f"{UPLOAD_PREFIX}{secrets.token_hex(4)}"
+            upload.mkdir()
             try:
+                if isinstance(source, Path):
+                    _copy_bundle(source, upload)
+                else:
+                    _receive_tar(source, upload)
                 bundle = verify_bundle(upload, config, expected_sha256=expected_sha256)
-            except SmartbinError:
+                self._fsync_files(upload)
+            except (SmartbinError, OSError):
                 self._remove(upload)
                 raise
-            self._fsync_files(upload)
-            version = bundle.version
-            if version in _POINTERS:
-                self._remove(upload)
-                raise BundleError(f"version {version!r} is reserved in the model store; rename the bundle")
-            target = self.dir / version
-            if target.exists():
-                try:
-                    existing = load_bundle(target)
-                except BundleError:
-                    existing = None
-                if existing is not None and existing.sha256 != bundle.sha256:
-                    self._remove(upload)
-                    raise BundleError(
-                        f"version {version} is already on this bin with a different model; "
-                        "give the new bundle its own version"
-                    )
-                if existing is None:  # a damaged copy: replace it
-                    self._remove(target)
-                    os.rename(upload, target)
-                    if self.current == version:
-                        return Switch("repaired", version, self.previous)
-                else:
-                    self._remove(upload)
-            else:
-                os.rename(upload, target)
-            return self._switch(version, "activated")
+            return self._file_and_activate(upload, bundle)
+
+    def _file_and_activate(self, upload: Path, bundle: Bundle) -> Switch:
+        version = bundle.version
+        if version in _POINTERS:
+            self._remove(upload)
+            raise BundleError(f"version {version!r} is reserved in the model store; rename the bundle")
+        target = self.dir / version
+        if not target.exists():
+            os.rename(upload, target)
+            return self._activate(version)
+        try:
+            existing = load_bundle(target)
+        except BundleError:
+            existing = None
+        if existing is not None and existing.sha256 != bundle.sha256:
+            self._remove(upload)
+            raise BundleError(
+                f"version {version} is already on this bin with a different model; "
+                "give the new bundle its own version"
+            )
+        if existing is None:  # a damaged copy: replace it
+            self._remove(target)
+            os.rename(upload, target)
+            self._fsync_dir()
+            if self.current == version:
+                return Switch("repaired", version, self.previous)
+        else:
+            self._remove(upload)
+        return self._activate(version)
 
     def activate(self, version: str, config: Any) -> Switch:
         """Make a version already in the store live, after checking it again."""
         if not is_safe_name(version) or version in _POINTERS:
             raise SmartbinError(f"{version!r} is not a version name")
-        path = self.dir / version
-        if not path.is_dir():
+        if not self._is_version(version):
             raise BundleError(f"version {version} is not in {self.dir}; see 'smartbin store list'")
         with self.locked():
-            verify_bundle(path, config)
-            return self._switch(version, "activated")
+            verify_bundle(self.dir / version, config)
+            return self._activate(version)
 
     def rollback(self, config: Any) -> Switch:
-        """Make ``previous`` live again; ``previous`` then points at what was live (so twice is a no-op).
+        """Swap ``current`` and ``previous`` (a missing one is the bundled default): twice is a no-op.
 
-        Before the first deployed model there is only the bundled default: rolling back the first
-        deploy removes ``current``, and the daemon falls back to that default on its next reload.
+        A ``current`` whose version is gone (a dangling link) is dropped, not kept as ``previous``.
         """
         with self.locked():
-            current, target = self.current, self.previous
+            named, target = self.current, self.previous
+            current = self._existing(named)
             if target is None:
-                if current is None:
+                if named is None:
                     raise BundleError(f"no model was deployed to {self.dir}; nothing to roll back")
-                self._point(PREVIOUS, current)
-                (self.dir / CURRENT).unlink()
-                self._fsync_dir()
-                return Switch("rolled-back", None, current)
-            if not (self.dir / target).is_dir():
+                self._set_pointers(None, current)
+                return Switch("rolled-back", None, current, replaced=None)
+            if not self._is_version(target):
                 raise BundleError(
                     f"the previous model {target} is gone from {self.dir}; nothing to roll back to"
                 )
-            if target == current:
-                raise BundleError(f"previous and current are both {target}; nothing to roll back to")
             verify_bundle(self.dir / target, config)
-            return self._switch(target, "rolled-back")
+            self._set_pointers(target, current)
+            return Switch("rolled-back", target, current, replaced=target)
+
+    def reject(self, version: str, previous: str | None) -> Switch:
+        """``version`` failed its health check: put back the pointers as they were before it went live.
+
+        ``previous`` is what ``previous`` was then (the ``replaced`` of the switch that made
+        ``version`` live). Refused when ``version`` is no longer live: another change came in
+        between, and rolling that back is not this deploy's call.
+        """
+        with self.locked():
+            live = self.current
+            if live != version:
+                raise SmartbinError(
+                    f"{version} is no longer live in {self.dir} (live: {live or 'the bundled default'}); "
+                    "another deploy changed the store, so nothing was rolled back: see 'smartbin store list'"
+                )
+            back = self._existing(self.previous)
+            if previous in (version, back) or (previous is not None and not self._is_version(previous)):
+                previous = None
+            self._set_pointers(back, previous)
+            return Switch("rejected", back, previous, replaced=version)
 
     def clean(self, keep: int | None = None) -> list[str]:
-        """Remove leftovers; with ``keep``, also all but the ``keep`` newest versions besides current and previous."""
+        """Remove leftovers; with ``keep``, also all but the ``keep`` newest versions besides current and previous.
+
+        Under the lock every leftover is stale: a receiver holds the lock until its upload is filed.
+        """
         removed = []
         with self.locked():
             for path in self.leftovers():
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
-                    path.unlink(missing_ok=True)
+                    os.unlink(path)
                 removed.append(path.name)
             if keep is not None:
                 live = {self.current, self.previous}
@@ -322,3 +450,57 @@ class ModelStore:
                     self._remove(stale.path)
                     removed.append(stale.version)
         return removed
+
+
+def _copy_bundle(source: Path, upload: Path) -> None:
+    """Copy only the bundle's own files (a bundle folder may carry other, large files)."""
+    for path in bundle_files(load_bundle(source, verify_checksum=False)):
+        shutil.copyfile(path, upload / path.name)
+
+
+def _receive_tar(stream: IO[bytes], upload: Path) -> None:
+    """Write a :func:`bundle_tar` stream into ``upload``: the manifest first, then only the files it names."""
+    allowed = {MANIFEST_NAME}
+    tracked = _Tracked(stream)
+    try:
+        with tarfile.open(fileobj=tracked, mode="r|") as tar:
+            for member in tar:
+                if not member.isreg() or member.name not in allowed:
+                    raise BundleError(
+                        f"the upload holds {member.name!r}, which is not a file of the bundle "
+                        f"({', '.join(sorted(allowed))}); send it with 'smartbin deploy'"
+                    )
+                allowed.discard(member.name)
+                data = tar.extractfile(member)
+                assert data is not None  # a regular file
+                with open(upload / member.name, "xb") as out:
+                    shutil.copyfileobj(data, out)
+                if member.name == MANIFEST_NAME:
+                    allowed |= _named_files(upload / MANIFEST_NAME)
+    except (tarfile.TarError, EOFError) as exc:
+        raise BundleError(f"the upload stopped before its end ({exc}); deploy again") from None
+    if tracked.dry:  # tarfile takes a stream cut at a block boundary for a finished archive
+        raise BundleError("the upload stopped before its end (no end-of-archive marker); deploy again")
+
+
+class _Tracked:
+    """A stream that remembers whether it ran dry before the reader was done with it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.dry = raw, False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.dry |= not data
+        return data
+
+
+def _named_files(manifest: Path) -> set[str]:
+    try:
+        model_file = json.loads(manifest.read_text(encoding="utf-8")).get("model_file")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        raise BundleError("the upload's manifest.json is not a JSON object; rebuild the bundle") from None
+    names = {LABELS_NAME}
+    if isinstance(model_file, str) and is_safe_name(model_file) and model_file != MANIFEST_NAME:
+        names.add(model_file)
+    return names

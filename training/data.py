@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from .cutpaste import PasteAugment
 from .dataset import Item
 from .images import load_rgb, resize_rgb
 
@@ -21,6 +22,7 @@ class Arrays:
     images: np.ndarray  # (N, H, W, 3) uint8
     labels: np.ndarray  # (N,) int32
     paths: list[str]
+    sources: list[str]  # the photo set of each image
 
 
 def load_arrays(items: Sequence[Item], labels: Sequence[str], size: tuple[int, int], resize: str) -> Arrays:
@@ -32,6 +34,7 @@ def load_arrays(items: Sequence[Item], labels: Sequence[str], size: tuple[int, i
         images=images,
         labels=np.array([index[item.label] for item in items], dtype=np.int32),
         paths=[str(item.path) for item in items],
+        sources=[item.source for item in items],
     )
 
 
@@ -78,15 +81,23 @@ def image_dataset(
     with_labels: bool = True,
     one_hot: int = 0,
     mixup_alpha: float = 0.0,
+    paste: PasteAugment | None = None,
 ) -> tf.data.Dataset:
     """Batches of float32 pixels 0..255 (and labels); shuffled and augmented when ``training``.
 
     ``one_hot``: the number of classes to give labels as one-hot rows (needed for label smoothing
-    and mixup); ``mixup_alpha`` > 0 mixes training batches (one-hot labels only).
+    and mixup); ``mixup_alpha`` > 0 mixes training batches (one-hot labels only); ``paste`` (made
+    from these very ``arrays``) pastes items onto other backgrounds before the other augmentations.
     """
-    ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels))
+    pasting = training and paste is not None
+    columns = (arrays.images, arrays.labels)
+    if pasting:
+        columns += (np.arange(len(arrays.labels)),)  # which photo, for its cut-out
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         ds = ds.shuffle(len(arrays.labels), seed=seed, reshuffle_each_iteration=True)
+    if pasting:
+        ds = _pasted(ds, paste, seed)
     ds = ds.map(
         lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
@@ -100,6 +111,24 @@ def image_dataset(
     if training and with_labels and one_hot and mixup_alpha > 0:
         ds = ds.map(lambda x, y: mixup(x, y, mixup_alpha))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _pasted(ds: tf.data.Dataset, paste: PasteAugment, seed: int) -> tf.data.Dataset:
+    """(image, label, index) -> (image, label), each image through ``paste`` with a seed of its own.
+
+    The per-image seeds come from a seeded stream that changes every epoch, so each epoch pastes
+    anew and a run repeats exactly under its seed, however many threads the map uses.
+    """
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def apply(
+        columns: tuple[tf.Tensor, tf.Tensor, tf.Tensor], draw: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        image, label, index = columns
+        pasted = tf.numpy_function(paste, [image, index, draw], tf.uint8, stateful=False)
+        return tf.ensure_shape(pasted, image.shape), label
+
+    return tf.data.Dataset.zip(ds, seeds).map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:

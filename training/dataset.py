@@ -1,7 +1,8 @@
-"""Scan a folder of labelled photos, check every file, and split them stably.
+"""Scan one or more sets of labelled photos, check every file, and split them stably.
 
-``DATA_DIR/<class>/<image files>``: each sub-folder is a class. Files that cannot be used are
-skipped and listed with the reason; a class left with too few usable images stops the run.
+``DATA_DIR/<class>/<image files>``: each sub-folder of a set is a class; a set may lack some classes.
+Files that cannot be used are skipped and listed with the reason; a class left with too few usable
+images stops the run.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from smartbin.device.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.errors import SmartbinError
+from smartbin.device.images import check_frame
 
-from .images import ImageLoadError, open_rgb
+from .images import ImageLoadError, load_rgb
 
 SPLITS = ("train", "val", "test")
 # As in TensorFlow's retrain.py: "_nohash_" in a file name marks photos of one object that must stay together.
@@ -31,11 +35,12 @@ _CONVERTED_MODES = {
     "CMYK": "CMYK",
     "RGBA": "alpha",
     "P": "palette",
+    "I;16": "16-bit grayscale",
 }
 
 
 class DatasetError(SmartbinError):
-    """The data folder cannot be used for training."""
+    """The data folders cannot be used for training."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,21 @@ class Item:
     path: Path
     label: str
     split: str
+    source: str = ""  # the name of the photo set (DATA_DIR) it came from; not in splits.csv
+
+
+@dataclass(frozen=True)
+class PhotoSet:
+    """One DATA_DIR: a folder with one sub-folder of photos per class, named after its folder."""
+
+    name: str
+    path: Path
+    classes: tuple[str, ...]  # its class folders
 
 
 @dataclass
 class ScanResult:
-    data_dir: Path
+    sets: list[PhotoSet]
     labels: list[str]
     items: list[Item]
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -57,11 +72,17 @@ class ScanResult:
     def split(self, name: str) -> list[Item]:
         return [item for item in self.items if item.split == name]
 
-    def counts(self) -> dict[str, dict[str, int]]:
+    def counts(self, source: str | None = None) -> dict[str, dict[str, int]]:
+        """Usable photos per class and split, of every set or of the set named ``source``."""
         table = {label: dict.fromkeys(SPLITS, 0) for label in self.labels}
         for item in self.items:
-            table[item.label][item.split] += 1
+            if source is None or item.source == source:
+                table[item.label][item.split] += 1
         return table
+
+    def missing(self, source: str) -> list[str]:
+        """The labels the set named ``source`` has no usable photos of."""
+        return [label for label, n in self.counts(source).items() if not sum(n.values())]
 
 
 def split_of(file_name: str, val_percent: float, test_percent: float) -> str:
@@ -81,48 +102,52 @@ def split_of(file_name: str, val_percent: float, test_percent: float) -> str:
 
 
 def scan_dataset(
-    data_dir: str | Path,
+    data_dirs: str | Path | Sequence[str | Path],
     *,
+    classes: Sequence[str] | None = None,
     val_percent: float = 15.0,
     test_percent: float = 15.0,
     min_images: int = 10,
     min_size: int = 32,
 ) -> ScanResult:
-    """Check every file under ``data_dir`` and assign the usable ones to splits.
+    """Check every file of one or more photo sets and assign the usable ones to splits.
 
-    Raises :class:`DatasetError` with one line when the folder or a class cannot be used.
+    The labels are the sorted class names of all sets (or ``classes``); a set may lack some of them.
+    Without ``classes``, a class that only one of several sets has stops the scan (a typo such as
+    ``Glass`` next to ``glass`` would otherwise become a class of its own). Duplicates are found
+    across sets too: the copy in the set given first is kept.
+
+    Raises :class:`DatasetError` with one line when a folder or a class cannot be used.
     """
-    data_dir = Path(data_dir).expanduser().resolve()
-    if not data_dir.is_dir():
-        raise DatasetError(
-            f"data folder {data_dir} not found; give a folder with one sub-folder of photos per class"
-        )
+    if isinstance(data_dirs, (str, Path)):
+        data_dirs = [data_dirs]
     if not (val_percent > 0 and test_percent > 0 and val_percent + test_percent < 100):
         raise DatasetError("--val-percent and --test-percent must be positive and add up to less than 100")
-    class_dirs = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DatasetError(
-            f"{data_dir} has no class sub-folders; put the photos of each class in DATA_DIR/<class>/"
-        )
-    if len(class_dirs) < 2:
-        raise DatasetError(
-            f"{data_dir} has only the class {class_dirs[0].name!r}; a classifier needs at least two classes"
-        )
+    sets = _photo_sets(data_dirs)
+    labels = _labels(sets, classes)
 
-    result = ScanResult(data_dir=data_dir, labels=[d.name for d in class_dirs], items=[])
+    result = ScanResult(sets=sets, labels=labels, items=[])
     first_by_digest: dict[str, tuple[Path, str]] = {}
-    candidates: list[tuple[Path, str, str]] = []  # (path, label, digest)
-    for class_dir in class_dirs:
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            reason = _check_file(path, min_size, result)
-            if reason:
-                result.skipped.append({"path": str(path), "label": class_dir.name, "reason": reason})
-                continue
-            candidates.append((path, class_dir.name, hashlib.sha256(path.read_bytes()).hexdigest()))
+    candidates: list[tuple[Path, str, str, str]] = []  # (path, label, source, digest)
+    for photo_set in sets:
+        loose = _photos_in(photo_set.path)
+        if loose:
+            result.warnings.append(
+                f"{len(loose)} photo(s) directly in {photo_set.path} (e.g. {loose[0].name}) are in no class folder and were ignored"
+            )
+        for label in photo_set.classes:
+            class_dir = photo_set.path / label
+            for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                reason = _check_file(path, min_size, result)
+                if reason:
+                    result.skipped.append({"path": str(path), "label": label, "reason": reason})
+                    continue
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                candidates.append((path, label, photo_set.name, digest))
 
     # Exact duplicates: keep the first copy; a copy filed under another class is ambiguous, so drop all copies.
-    conflicting = {d for d, labels in _labels_by_digest(candidates).items() if len(labels) > 1}
-    for path, label, digest in candidates:
+    conflicting = {d for d, found in _labels_by_digest(candidates).items() if len(found) > 1}
+    for path, label, source, digest in candidates:
         split = split_of(path.name, val_percent, test_percent)
         if digest in conflicting:
             result.skipped.append(
@@ -141,7 +166,7 @@ def scan_dataset(
             )
             continue
         first_by_digest[digest] = (path, split)
-        result.items.append(Item(path=path, label=label, split=split))
+        result.items.append(Item(path=path, label=label, split=split, source=source))
 
     counts = Counter(item.label for item in result.items)
     for label in result.labels:
@@ -152,8 +177,14 @@ def scan_dataset(
                 if skipped
                 else ""
             )
+            folders = " or ".join(str(s.path / label) for s in sets if label in s.classes)
+            what = (
+                f"add photos to {folders} or remove that folder"
+                if folders
+                else f"add a {label}/ folder of photos to a set or leave {label!r} out of --classes"
+            )
             raise DatasetError(
-                f"class {label!r} has {counts[label]} usable images{why}, at least {min_images} needed; add photos to {data_dir / label} or remove that folder"
+                f"class {label!r} has {counts[label]} usable images{why}, at least {min_images} needed; {what}"
             )
     for label, per_split in result.counts().items():
         for split, n in per_split.items():
@@ -166,9 +197,80 @@ def scan_dataset(
     return result
 
 
-def _labels_by_digest(candidates: list[tuple[Path, str, str]]) -> dict[str, set[str]]:
+def _photo_sets(data_dirs: Sequence[str | Path]) -> list[PhotoSet]:
+    """Each DATA_DIR as a set, checked: it exists, holds class folders (it is no class folder itself), is named uniquely."""
+    sets: list[PhotoSet] = []
+    for data_dir in data_dirs:
+        path = Path(data_dir).expanduser().resolve()
+        if not path.is_dir():
+            raise DatasetError(
+                f"data folder {path} not found; give a folder with one sub-folder of photos per class"
+            )
+        class_dirs = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_dirs:
+            if _photos_in(path):
+                raise DatasetError(
+                    f"{path} holds photos but no class sub-folders: it looks like a class folder, not a photo set; "
+                    f"give the set that holds it ({path.parent}), with one sub-folder per class"
+                )
+            raise DatasetError(
+                f"{path} has no class sub-folders; put the photos of each class in DATA_DIR/<class>/"
+            )
+        for other in sets:
+            if other.path == path:
+                raise DatasetError(f"{path} is given twice; give each photo set once")
+            if other.name == path.name:
+                raise DatasetError(
+                    f"two photo sets are named {path.name!r} ({other.path} and {path}); the reports name sets "
+                    "by their folder, so rename one"
+                )
+        sets.append(PhotoSet(path.name, path, tuple(class_dirs)))
+    if not sets:
+        raise DatasetError(
+            "no data folder given; give at least one folder with one sub-folder of photos per class"
+        )
+    return sets
+
+
+def _photos_in(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix; a set's README or licence file is no photo)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _labels(sets: list[PhotoSet], classes: Sequence[str] | None) -> list[str]:
+    """The sorted labels of all sets, checked against ``classes`` (or, without it, against each other)."""
+    found = sorted({name for s in sets for name in s.classes})
+    if classes is not None:
+        listed = set(classes)
+        for s in sets:
+            unlisted = [name for name in s.classes if name not in listed]
+            if unlisted:
+                raise DatasetError(
+                    f"{s.path} has the class folder {unlisted[0]!r}, which --classes ({','.join(classes)}) does not "
+                    "list; add it to --classes or move that folder out of the set"
+                )
+        labels = sorted(listed)
+    else:
+        if len(sets) > 1:
+            for name in found:
+                having = [s for s in sets if name in s.classes]
+                if len(having) == 1:
+                    raise DatasetError(
+                        f"class {name!r} is only in the set {having[0].name!r} ({having[0].path}), none of the other sets "
+                        f"has it; check the folder's spelling, or if it is right, pass --classes {','.join(found)}"
+                    )
+        labels = found
+    if len(labels) < 2:
+        only = labels[0] if labels else "none"
+        raise DatasetError(
+            f"{', '.join(str(s.path) for s in sets)} has only the class {only!r}; a classifier needs at least two classes"
+        )
+    return labels
+
+
+def _labels_by_digest(candidates: list[tuple[Path, str, str, str]]) -> dict[str, set[str]]:
     labels: dict[str, set[str]] = {}
-    for _, label, digest in candidates:
+    for _, label, _, digest in candidates:
         labels.setdefault(digest, set()).add(label)
     return labels
 
@@ -181,11 +283,16 @@ def _check_file(path: Path, min_size: int, result: ScanResult) -> str | None:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return "not an image"
     try:
-        rgb = open_rgb(path)
+        rgb = load_rgb(path)  # as the bin decodes it: what it cannot read, training skips
     except ImageLoadError as exc:
-        return f"unreadable or truncated ({exc.__cause__ or exc})"
-    if min(rgb.size) < min_size:
-        return f"too small ({rgb.size[0]}x{rgb.size[1]} < {min_size} px)"
+        return f"unreadable or truncated ({exc})"
+    height, width = rgb.shape[:2]
+    if min(height, width) < min_size:
+        return f"too small ({width}x{height} < {min_size} px)"
+    try:
+        check_frame(rgb, path.name)
+    except ImageLoadError as exc:
+        return f"the bin would refuse it ({exc})"
     if mode != "RGB":
         result.converted.append({"path": str(path), "from": _CONVERTED_MODES.get(mode, mode)})
     return None
@@ -207,13 +314,23 @@ def read_splits_csv(path: Path) -> list[Item]:
 
 
 def write_dataset_report(result: ScanResult, out_dir: Path) -> None:
-    """dataset_report.json (everything) and dataset_report.md (for people)."""
-    counts = result.counts()
+    """dataset_report.json (everything) and dataset_report.md (for people), overall and per photo set."""
+    sets = [
+        {
+            "name": s.name,
+            "data_dir": str(s.path),
+            "usable": sum(1 for item in result.items if item.source == s.name),
+            "counts": result.counts(s.name),
+            "missing_classes": result.missing(s.name),
+        }
+        for s in result.sets
+    ]
     report = {
-        "data_dir": str(result.data_dir),
+        "data_dirs": [str(s.path) for s in result.sets],
         "labels": result.labels,
         "usable": len(result.items),
-        "counts": counts,
+        "counts": result.counts(),
+        "sets": sets,
         "skipped": result.skipped,
         "converted": result.converted,
         "warnings": result.warnings,
@@ -222,18 +339,22 @@ def write_dataset_report(result: ScanResult, out_dir: Path) -> None:
     lines = [
         "# Dataset report",
         "",
-        f"`{result.data_dir}`: {len(result.items)} usable images, {len(result.skipped)} skipped, "
-        f"{len(result.converted)} converted to RGB.",
+        f"{', '.join(f'`{s.path}`' for s in result.sets)}: {len(result.items)} usable images, "
+        f"{len(result.skipped)} skipped, {len(result.converted)} converted to RGB.",
         "",
-        "| class | " + " | ".join(SPLITS) + " | total |",
-        "|---|" + "---:|" * (len(SPLITS) + 1),
+        *_counts_table(result.counts()),
     ]
-    for label, per_split in counts.items():
-        lines.append(
-            f"| {label} | "
-            + " | ".join(str(per_split[s]) for s in SPLITS)
-            + f" | {sum(per_split.values())} |"
-        )
+    if len(sets) > 1:
+        for s in sets:
+            missing = f" No photos of: {', '.join(s['missing_classes'])}." if s["missing_classes"] else ""
+            lines += [
+                "",
+                f"## Set {s['name']}",
+                "",
+                f"`{s['data_dir']}`: {s['usable']} usable images.{missing}",
+                "",
+            ]
+            lines += _counts_table(s["counts"])
     if result.warnings:
         lines += ["", "## Warnings", "", *(f"- {w}" for w in result.warnings)]
     if result.skipped:
@@ -243,3 +364,14 @@ def write_dataset_report(result: ScanResult, out_dir: Path) -> None:
         lines += ["", "## Converted to RGB", "", "| file | from |", "|---|---|"]
         lines += [f"| {c['path']} | {c['from']} |" for c in result.converted]
     (out_dir / "dataset_report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _counts_table(counts: dict[str, dict[str, int]]) -> list[str]:
+    lines = ["| class | " + " | ".join(SPLITS) + " | total |", "|---|" + "---:|" * (len(SPLITS) + 1)]
+    for label, per_split in counts.items():
+        lines.append(
+            f"| {label} | "
+            + " | ".join(str(per_split[s]) for s in SPLITS)
+            + f" | {sum(per_split.values())} |"
+        )
+    return lines

@@ -53,7 +53,7 @@ def make_tiny_run(tmp_dir: str | Path, **overrides) -> Path:
     tmp_dir = Path(tmp_dir)
     data_dir = make_shapes_dataset(tmp_dir / "data")
     options = dict(
-        data_dir=data_dir,
+        data_dirs=[data_dir],
         out=tmp_dir / "run",
         backbone="tiny_cnn",
         weights=None,

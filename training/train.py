@@ -28,10 +28,12 @@ from smartbin.device.errors import SmartbinError
 from smartbin.device.files import publish_dir
 
 from . import reports
-from .backbones import BackboneSpec, build_backbone
-from .cli import STRATEGIES
+from .backbones import EFFICIENTNET_LITE, BackboneSpec, build_backbone
+from .cli import STRATEGIES, check_run_out
+from .cutpaste import PasteAugment
 from .data import Arrays, class_weights, image_dataset, load_arrays
 from .dataset import ScanResult, scan_dataset, write_dataset_report, write_splits_csv
+from .pretrained import packaged_weights
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,9 @@ RUN_JSON = "run.json"
 
 @dataclass
 class TrainOptions:
-    data_dir: Path
+    data_dirs: list[Path]  # photo sets, each with one sub-folder per class
     out: Path
+    classes: list[str] | None = None  # every label, when a set brings a class no other set has
     backbone: str = "efficientnet_lite0"
     weights: str | None = None  # "imagenet", a file path, or None (random)
     alpha: float = 1.0
@@ -61,6 +64,7 @@ class TrainOptions:
     mixup: float = 0.0  # alpha of mixup's Beta(alpha, alpha) whenever training on images (0: off)
     patience: int = 4
     augment: bool = True
+    paste_backgrounds: float = 0.0  # probability of pasting a white-board item onto another background
     balance: bool = True
     seed: int = 1
     val_percent: float = 15.0
@@ -73,20 +77,20 @@ class TrainOptions:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def train(opts: TrainOptions) -> Path:
-    """Run the whole training and return the run directory."""
+def train(opts: TrainOptions, scan: ScanResult | None = None) -> Path:
+    """Run the whole training and return the run directory.
+
+    ``scan``: the photo sets already scanned with ``opts``' data options (the CLI checks them before
+    TensorFlow starts); scanned here when not given.
+    """
     out = Path(opts.out).expanduser().resolve()
-    if out.exists() and not opts.overwrite:
-        raise SmartbinError(f"{out} already exists; choose another --out or pass --overwrite")
-    if out.exists() and not (out / RUN_JSON).is_file() and any(out.iterdir()):
-        raise SmartbinError(
-            f"{out} is not a run directory and not empty; --overwrite replaces only runs, choose another --out"
-        )
+    check_run_out(out, overwrite=opts.overwrite)
     if opts.strategy not in STRATEGIES:
         raise SmartbinError(f"unknown strategy {opts.strategy!r}; choose one of {', '.join(STRATEGIES)}")
     started = time.monotonic()
-    scan = scan_dataset(
-        opts.data_dir,
+    scan = scan or scan_dataset(
+        opts.data_dirs,
+        classes=opts.classes,
         val_percent=opts.val_percent,
         test_percent=opts.test_percent,
         min_images=opts.min_images,
@@ -98,6 +102,9 @@ def train(opts: TrainOptions) -> Path:
         len(scan.skipped),
         scan.counts(),
     )
+    for photo_set in scan.sets:
+        if scan.missing(photo_set.name):
+            log.info("set %s has no photos of: %s", photo_set.name, ", ".join(scan.missing(photo_set.name)))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -129,6 +136,7 @@ def _run(opts: TrainOptions, scan: ScanResult, run_dir: Path, started: float) ->
     opts.timings["load_images_s"] = time.monotonic() - t
     n_classes = len(scan.labels)
     weights = class_weights(data["train"].labels, n_classes) if opts.balance else None
+    paste = _paste_augment(opts, data["train"])
 
     strategy = _strategy(opts.strategy)
     with strategy.scope():
@@ -147,9 +155,11 @@ def _run(opts: TrainOptions, scan: ScanResult, run_dir: Path, started: float) ->
     history: list[dict[str, Any]] = []
     t = time.monotonic()
     if opts.cache_features:
-        history += _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs)
+        history += _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs, paste)
     else:
-        history += _fit(opts, model, opts.head_lr, opts.head_epochs, data, weights, strategy, logs, "head")
+        history += _fit(
+            opts, model, opts.head_lr, opts.head_epochs, data, weights, strategy, logs, "head", paste=paste
+        )
     opts.timings["phase1_s"] = time.monotonic() - t
 
     checkpoint = run_dir / MODEL_NAME
@@ -180,6 +190,7 @@ def _run(opts: TrainOptions, scan: ScanResult, run_dir: Path, started: float) ->
             logs,
             "fine_tune",
             extra,
+            paste=paste,
         )
         opts.timings["phase2_s"] = time.monotonic() - t
     best = keras.models.load_model(checkpoint)
@@ -215,8 +226,32 @@ def _estimate_batchnorm_statistics(base: keras.Model, arrays: Arrays, batch_size
         layer.momentum = 0.99
 
 
-def _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs) -> list[dict[str, Any]]:
-    """Phase 1 on features computed once per image (no augmentation: each image is seen as is)."""
+def _paste_augment(opts: TrainOptions, train: Arrays) -> PasteAugment | None:
+    """The background-pasting augmentation of the training split, or None when it is off."""
+    if not opts.augment or opts.paste_backgrounds <= 0:
+        return None
+    t = time.monotonic()
+    paste = PasteAugment.from_images(train.images, opts.paste_backgrounds)
+    opts.timings["cut_out_s"] = time.monotonic() - t
+    log.info(
+        "pasting onto other backgrounds (p=%.2f): %d of %d training photos cut out of a white board, "
+        "%d floor strips from the others, in %.1f s",
+        opts.paste_backgrounds,
+        paste.n_cutouts,
+        len(train.labels),
+        paste.backgrounds.n_floor_strips,
+        opts.timings["cut_out_s"],
+    )
+    return paste
+
+
+def _train_head_cached(
+    opts, base, dropout, dense, data, weights, strategy, logs, paste=None
+) -> list[dict[str, Any]]:
+    """Phase 1 on features computed once per image (no other augmentation: each image is seen as is).
+
+    With ``paste``, one pasted copy of each photo it picks is added to the training features.
+    """
     t = time.monotonic()
     features = {
         s: base.predict(
@@ -225,6 +260,17 @@ def _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs
         )
         for s in ("train", "val")
     }
+    labels = data["train"].labels
+    if paste is not None:
+        picked, pasted = paste.fixed_copies(opts.seed)
+        if len(picked):
+            copies = Arrays(images=pasted, labels=labels[picked], paths=[], sources=[])
+            extra = base.predict(
+                image_dataset(copies, opts.batch_size, training=False, seed=opts.seed, with_labels=False),
+                verbose=0,
+            )
+            features["train"] = np.concatenate([features["train"], extra])
+            labels = np.concatenate([labels, labels[picked]])
     opts.timings["cache_features_s"] = time.monotonic() - t
     log.info(
         "cached %s features for %d images in %.1f s",
@@ -236,7 +282,8 @@ def _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs
         inputs = keras.Input(shape=features["train"].shape[1:], name="features")
         head = keras.Model(inputs, dense(dropout(inputs)), name="head")
     cached = {
-        s: Arrays(images=features[s], labels=data[s].labels, paths=data[s].paths) for s in ("train", "val")
+        "train": Arrays(images=features["train"], labels=labels, paths=[], sources=[]),
+        "val": Arrays(images=features["val"], labels=data["val"].labels, paths=[], sources=[]),
     }
     t = time.monotonic()
     history = _fit(
@@ -247,7 +294,7 @@ def _train_head_cached(opts, base, dropout, dense, data, weights, strategy, logs
 
 
 def _fit(
-    opts, model, lr, epochs, data, weights, strategy, logs, phase, extra=(), cached=False
+    opts, model, lr, epochs, data, weights, strategy, logs, phase, extra=(), cached=False, paste=None
 ) -> list[dict[str, Any]]:
     n_classes = int(model.output_shape[-1])
     _compile(model, opts, strategy, lr)
@@ -267,6 +314,7 @@ def _fit(
             seed=opts.seed,
             one_hot=n_classes,
             mixup_alpha=opts.mixup,
+            paste=paste,
         )
         val_ds = image_dataset(
             data["val"], opts.batch_size, training=False, seed=opts.seed, one_hot=n_classes
@@ -344,8 +392,19 @@ def _unfreeze_top(base: keras.Model, n_layers: int, train_batchnorm: bool = Fals
     return count
 
 
-def _weights_record(weights: str | None) -> dict[str, str]:
-    """``weights``: 'none', 'imagenet' or the file's absolute path; for a file also its sha256 (provenance)."""
+def _weights_record(backbone: str, weights: str | None) -> dict[str, str]:
+    """``weights``: 'none', 'imagenet' or the file's absolute path; for a file also its sha256 (provenance).
+
+    The Lite variants' 'imagenet' is a file of an installed package: its name, version and sha256 too.
+    """
+    if weights == "imagenet" and backbone in EFFICIENTNET_LITE:
+        packaged = packaged_weights(backbone)
+        return {
+            "weights": weights,
+            "weights_package": f"{packaged.package}=={packaged.version}",
+            "weights_file": packaged.path.name,
+            "weights_sha256": file_sha256(packaged.path),
+        }
     if weights is None or weights == "imagenet":
         return {"weights": weights or "none"}
     path = Path(weights).resolve()
@@ -355,18 +414,24 @@ def _weights_record(weights: str | None) -> dict[str, str]:
 def _write_run_json(opts: TrainOptions, scan: ScanResult, run_dir: Path, metrics: dict[str, Any]) -> None:
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "timings"}
     args["input_size"] = list(opts.input_size)
+    args["data_dirs"] = [str(p) for p in opts.data_dirs]
     run = {
         "labels": scan.labels,
         "input_size": list(opts.input_size),
         "resize": opts.resize,
         "backbone": opts.backbone,
         "alpha": opts.alpha,
-        **_weights_record(opts.weights),
+        **_weights_record(opts.backbone, opts.weights),
         "seed": opts.seed,
-        "data_dir": str(scan.data_dir),
+        "data_dirs": [str(s.path) for s in scan.sets],
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": MODEL_NAME,
-        "dataset": {"usable": len(scan.items), "skipped": len(scan.skipped), "counts": scan.counts()},
+        "dataset": {
+            "usable": len(scan.items),
+            "skipped": len(scan.skipped),
+            "counts": scan.counts(),
+            "sets": {s.name: scan.counts(s.name) for s in scan.sets},
+        },
         "metrics": {
             "val_accuracy": metrics["val"]["accuracy"],
             "test_accuracy": metrics["test"]["accuracy"],

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..images import read_rgb
 from .base import Camera
-from .folder import FolderCamera, list_images, read_rgb
+from .folder import FolderCamera, list_images
 from .opencv import OpenCVCamera
 from .pi import Picamera2Camera
 

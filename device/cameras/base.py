@@ -23,6 +23,9 @@ class Camera(ABC):
 
     #: A short description for logs, such as ``opencv:0`` or ``folder:/srv/photos``.
     name: str = "camera"
+    #: Whether a frame shows the chamber as it is now, so that one taken between items costs
+    #: nothing (the idle refresh of the empty reference); a folder camera's next frame is the next item.
+    live: bool = True
 
     @abstractmethod
     def open(self) -> None:

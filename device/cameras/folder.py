@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import CameraError
+from ..files import dir_problem
+from ..images import read_rgb
 from .base import Camera
 
 #: File name endings taken as images when a folder is searched (case-insensitive).
@@ -36,8 +37,11 @@ def list_images(source: Path | str) -> list[Path]:
     root = Path(source).expanduser()
     if root.is_file():
         return [root]
-    if not root.is_dir():
+    problem = dir_problem(root)
+    if problem == "no such folder":
         raise CameraError(f"image folder {root} does not exist; give a folder of photos or one image file")
+    if problem:
+        raise CameraError(f"image folder {root}: {problem}; give a folder of photos or one image file")
     images = [
         path
         for path in root.rglob("*")
@@ -51,32 +55,6 @@ def list_images(source: Path | str) -> list[Path]:
     return sorted(images, key=lambda path: path.relative_to(root).as_posix())
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to RGB ``uint8``; :class:`CameraError` naming the file if it cannot."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise CameraError(f"cannot decode image {path}: the file is unreadable, corrupt or not an image")
-    if _is_truncated_jpeg(path):
-        raise CameraError(
-            f"image {path} is a truncated JPEG (it has no end marker); copy it again or delete it"
-        )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _is_truncated_jpeg(path: Path) -> bool:
-    """A JPEG whose end-of-image marker is missing: OpenCV decodes it anyway, the lost part grey.
-
-    The marker can be followed by a little padding; a file cut short has none near its end
-    (inside the compressed data a 0xFF byte is always followed by 0x00 or a restart marker).
-    """
-    with open(path, "rb") as f:
-        if f.read(2) != b"\xff\xd8":
-            return False
-        f.seek(0, 2)
-        f.seek(max(f.tell() - 4096, 0))
-        return b"\xff\xd9" not in f.read()
-
-
 class FolderCamera(Camera):
     """Shows each image ``frames_per_image`` times, then the next; raises when they run out.
 
@@ -84,8 +62,16 @@ class FolderCamera(Camera):
     of one simulated item sees the same photo. Where it has got to survives ``reopen()``: the
     scene in front of a camera does not change because the camera was restarted, so a retry
     after a failure sees the same photo. A ``"raise"`` fault does not use up a frame; a
-    ``"black"`` frame does. A file that cannot be decoded fails its capture and is skipped.
+    ``"black"`` frame does.
+
+    A file that cannot be used (not an image, corrupt, too small: see
+    :func:`smartbin.device.images.read_rgb`) is a photo nobody can classify: it fails each capture,
+    retries after ``reopen()`` included, until a capture comes without a ``reopen()`` before it
+    (the daemon gave up on that item and the next one has arrived); then the next photo is shown.
+    So each photo gives exactly one item, and a bad one is a capture fault of its own item.
     """
+
+    live = False  # each photo is an item: none is taken between items
 
     def __init__(
         self,
@@ -115,6 +101,7 @@ class FolderCamera(Camera):
         self._index = 0  # the image in front of the camera
         self._shown = 0  # frames of it already returned
         self._frame: np.ndarray | None = None  # its decoded pixels
+        self._unusable = False  # the photo in front failed to decode and no reopen() came since
         self._open = False
 
     @property
@@ -127,6 +114,7 @@ class FolderCamera(Camera):
     def open(self) -> None:
         if not self.paths:
             self.paths = list_images(self.source)
+        self._unusable = False  # a retry of the same item: show the same photo again
         self._open = True
 
     def close(self) -> None:
@@ -135,6 +123,8 @@ class FolderCamera(Camera):
     def capture(self) -> np.ndarray:
         if not self._open:
             raise CameraError(f"camera {self.name} is not open")
+        if self._unusable:  # the item of the unusable photo is over: this capture is for the next
+            self._advance()
         number = self.captures
         self.captures += 1
         fault = self.faults.get(number)
@@ -150,7 +140,7 @@ class FolderCamera(Camera):
             try:
                 self._frame = read_rgb(path)
             except CameraError:
-                self._advance()
+                self._unusable = True
                 raise
         frame = np.zeros_like(self._frame) if fault == "black" else self._frame.copy()
         self._shown += 1
@@ -162,3 +152,4 @@ class FolderCamera(Camera):
         self._index += 1
         self._shown = 0
         self._frame = None
+        self._unusable = False

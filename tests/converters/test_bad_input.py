@@ -47,7 +47,7 @@ def test_incomplete_run_dir(run_copy, tmp_path, capsys, damage, message):
 
 
 def test_missing_run_dir_and_corrupt_model(run_copy, tmp_path, capsys):
-    assert "no such run directory" in fails(capsys, "convert", tmp_path / "nope", "--out", tmp_path / "b")
+    assert "nope: no such folder" in fails(capsys, "convert", tmp_path / "nope", "--out", tmp_path / "b")
     (run_copy / "model.keras").write_bytes(b"not a zip")
     assert "cannot load the Keras model" in fails(capsys, "convert", run_copy, "--out", tmp_path / "b")
 

@@ -128,7 +128,7 @@ LogLevel INFO
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    for tool in (SSHD, "ssh", "scp", "ssh-keygen", "rsync"):
+    for tool in (SSHD, "ssh", "ssh-keygen", "rsync"):
         if not shutil.which(tool) and not os.access(tool, os.X_OK):
             _need(tool)
     try:

@@ -17,10 +17,10 @@ from smartbin.device.cli import main
 from smartbin.device.config import EXAMPLE_CONFIG
 
 
-def stub_wheel(directory: Path) -> Path:
-    """A small installable 'smartbin' wheel whose command prints 'stub' (no build, no network)."""
+def stub_wheel(directory: Path, main: str = "print('stub')") -> Path:
+    """A small installable 'smartbin' wheel whose command runs ``main`` (no build, no network)."""
     files = {
-        "smartbin_stub/__init__.py": b"def main():\n    print('stub')\n",
+        "smartbin_stub/__init__.py": f"def main():\n    {main}\n".encode(),
         "smartbin-0.1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: smartbin\nVersion: 0.1.0\n",
         "smartbin-0.1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         "smartbin-0.1.0.dist-info/entry_points.txt": b"[console_scripts]\nsmartbin = smartbin_stub:main\n",
@@ -58,7 +58,7 @@ def test_bootstrap_installs_then_changes_nothing(fleet, capsys, tmp_path):
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.strip().splitlines()[-1] == "bin1: bootstrapped (6 of 6 steps changed something)"
+    assert out.strip().splitlines()[-1] == "bin1: bootstrapped (6 of 7 steps changed something)"
     venv = prefix / "opt/smartbin/venv"
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert (prefix / "etc/smartbin/config.toml").read_text() == EXAMPLE_CONFIG.read_text()

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from smartbin.device.cli import main
@@ -80,14 +81,15 @@ def test_corrupted_bundle_is_refused_and_old_model_stays(fleet, capsys, bundle_c
 def test_a_copy_damaged_on_the_way_is_refused_by_the_bin(fleet, capsys, tmp_path):
     deploy(fleet, capsys, str(C3))
     b = fleet.bins[0]
-    # The bin's smartbin, behind a wrapper that damages the upload before activation looks at it.
+    # The bin's smartbin, behind a wrapper that flips one byte of the model on its way in.
     wrapper = tmp_path / "smartbin-damaging"
     wrapper.write_text(
-        "#!/bin/sh\n"
-        'for a in "$@"; do case "$a" in .upload-*)\n'
-        f'  printf X | dd of="{b.models}/$a/model.tflite" bs=1 seek=100 conv=notrunc 2>/dev/null;;\n'
-        "esac; done\n"
-        f'exec {fleet.smartbin} "$@"\n'
+        f"#!{sys.executable}\n"
+        "import subprocess, sys\n"
+        "data = bytearray(sys.stdin.buffer.read())\n"
+        "if 'install' in sys.argv:\n"
+        "    data[data.index(b'TFL3') + 100] ^= 0xFF\n"
+        f"sys.exit(subprocess.run([{fleet.smartbin!r}, *sys.argv[1:]], input=data).returncode)\n"
     )
     wrapper.chmod(0o755)
     code = main(

@@ -49,8 +49,8 @@ def test_arguments_reach_the_bin_as_single_words(fleet):
         control_dir() as sockets,
         Connection(parse_host("bin1"), SshOptions(config_file=fleet.ssh_config), sockets) as c,
     ):
-        out = c.run(["printf", "%s\\n", *nasty]).stdout.decode()
-        env = c.run(["printenv", "SMARTBIN_CONFIG"]).stdout.decode().strip()
+        out = c.run(["printf", "%s\\n", *nasty], timeout=30).stdout.decode()
+        env = c.run(["printenv", "SMARTBIN_CONFIG"], timeout=30).stdout.decode().strip()
     assert out.splitlines() == nasty
     assert env == str(fleet.bins[0].config)  # each alias is its own bin
 

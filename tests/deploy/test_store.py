@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from smartbin.device.bundle import load_bundle
 from smartbin.device.config import load_config
 from smartbin.device.errors import BundleError, SmartbinError
-from smartbin.device.store import ModelStore, upload_name
+from smartbin.device.store import ModelStore, bundle_tar
 
 FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+C3 = FIXTURE_MODELS / "colour3-int8"
+C3F = FIXTURE_MODELS / "colour3-float32"
 
 
 @pytest.fixture
@@ -25,72 +29,77 @@ def store(tmp_path) -> ModelStore:
     return ModelStore(tmp_path / "models")
 
 
-def upload(store: ModelStore, name: str) -> str:
-    store.dir.mkdir(parents=True, exist_ok=True)
-    bundle_version = {"colour3-int8": "colour3-int8-1", "colour3-float32": "colour3-float32-1"}.get(
-        name, name
-    )
-    temp = upload_name(bundle_version)
-    shutil.copytree(FIXTURE_MODELS / name, store.dir / temp)
-    return temp
+def copy(bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundle, tmp_path / "bundles" / bundle.name))
 
 
 def test_install_switches_current_and_previous(store, config):
-    first = store.install_upload(upload(store, "colour3-int8"), config)
+    first = store.install(C3, config)
     assert (first.action, first.current, first.previous) == ("activated", "colour3-int8-1", None)
-    second = store.install_upload(upload(store, "colour3-float32"), config)
+    second = store.install(C3F, config)
     assert (second.current, second.previous) == ("colour3-float32-1", "colour3-int8-1")
     assert os.readlink(store.dir / "current") == "colour3-float32-1"  # relative: the store can move
     assert store.leftovers() == []
-    again = store.install_upload(upload(store, "colour3-float32"), config)
+    again = store.install(C3F, config)
     assert again.action == "already-current" and store.leftovers() == []
 
 
-def test_a_damaged_upload_never_goes_live_and_is_removed(store, config):
-    store.install_upload(upload(store, "colour3-int8"), config)
-    name = upload(store, "colour3-float32")
-    model = store.dir / name / "model.tflite"
+def test_a_damaged_bundle_never_goes_live_and_leaves_nothing(store, config, tmp_path):
+    store.install(C3, config)
+    damaged = copy(C3F, tmp_path)
+    model = damaged / "model.tflite"
     model.write_bytes(model.read_bytes()[:-100])  # the copy stopped early
     with pytest.raises(BundleError, match="corrupt or truncated"):
-        store.install_upload(name, config)
+        store.install(damaged, config)
     assert store.current == "colour3-int8-1"
-    assert not (store.dir / name).exists() and not (store.dir / "colour3-float32-1").exists()
+    assert store.leftovers() == [] and not (store.dir / "colour3-float32-1").exists()
+
+
+def test_a_truncated_stream_never_goes_live_and_leaves_nothing(store, config):
+    store.install(C3, config)
+    tar = bundle_tar(load_bundle(C3F))
+    with pytest.raises(BundleError, match="the upload stopped before its end"):
+        store.install(io.BytesIO(tar[: len(tar) // 2]), config)
+    assert store.current == "colour3-int8-1" and store.leftovers() == []
+    assert store.install(io.BytesIO(tar), config).current == "colour3-float32-1"
 
 
 def test_the_senders_checksum_must_match(store, config):
     with pytest.raises(BundleError, match="is not the one sent"):
-        store.install_upload(upload(store, "colour3-int8"), config, expected_sha256="0" * 64)
+        store.install(C3, config, expected_sha256="0" * 64)
     assert store.current is None
 
 
 def test_same_version_with_another_model_is_refused(store, config, tmp_path):
-    store.install_upload(upload(store, "colour3-int8"), config)
-    name = upload(store, "colour3-float32")
-    manifest = store.dir / name / "manifest.json"
+    store.install(C3, config)
+    other = copy(C3F, tmp_path)
+    manifest = other / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"colour3-float32-1"', '"colour3-int8-1"'))
     with pytest.raises(BundleError, match="already on this bin with a different model"):
-        store.install_upload(name, config)
+        store.install(other, config)
 
 
 def test_rollback_swaps_and_the_first_rollback_returns_to_the_default(store, config):
     with pytest.raises(BundleError, match="nothing to roll back"):
         store.rollback(config)
-    store.install_upload(upload(store, "colour3-int8"), config)
-    store.install_upload(upload(store, "colour3-float32"), config)
+    store.install(C3, config)
+    store.install(C3F, config)
     back = store.rollback(config)
     assert (back.current, back.previous) == ("colour3-int8-1", "colour3-float32-1")
     forward = store.rollback(config)
     assert (forward.current, forward.previous) == ("colour3-float32-1", "colour3-int8-1")
 
     fresh = ModelStore(store.dir.parent / "fresh")
-    fresh.install_upload(upload(fresh, "colour3-int8"), config)
+    fresh.install(C3, config)
     gone = fresh.rollback(config)
     assert gone.current is None and fresh.current is None and fresh.previous == "colour3-int8-1"
+    again = fresh.rollback(config)
+    assert (again.current, again.previous) == ("colour3-int8-1", None)
 
 
 def test_clean_removes_leftovers_and_prunes_all_but_current_previous_and_keep(store, config):
     for name in ("colour3-int8", "colour3-float32", "colour4-int8"):
-        store.install_upload(upload(store, name), config)
+        store.install(FIXTURE_MODELS / name, config)
     (store.dir / ".upload-x-1-deadbeef").mkdir()
     (store.dir / ".link-current-0000").symlink_to("nowhere")
     removed = store.clean(keep=0)
@@ -102,14 +111,15 @@ def test_clean_removes_leftovers_and_prunes_all_but_current_previous_and_keep(st
 def test_unsafe_names_are_refused(store, config):
     for bad in ("../x", "a;rm -rf /", ".upload-$(id)", "current"):
         with pytest.raises(SmartbinError):
-            store.install_upload(bad, config) if bad.startswith(".") else store.activate(bad, config)
-    with pytest.raises(BundleError):
-        upload_name("v1/../../etc")
+            store.activate(bad, config)
 
 
 def test_one_change_at_a_time(store, config):
-    with store.locked(), pytest.raises(SmartbinError, match="another smartbin is changing"):
-        store.install_upload(upload(store, "colour3-int8"), config)
+    with (
+        store.locked(),
+        pytest.raises(SmartbinError, match=rf"another smartbin \(pid {os.getpid()}\) is changing"),
+    ):
+        store.install(C3, config)
 
 
 def test_store_command_errors_are_one_line(tmp_path, capsys):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,12 @@ class Bin:
     """A daemon serving on a background thread, with its lid on a mock pin and a queue of its events."""
 
     def __init__(
-        self, config: Config, factory: MockFactory, camera: Any, notifier: Notifier | None = None
+        self,
+        config: Config,
+        factory: MockFactory,
+        camera: Any,
+        notifier: Notifier | None = None,
+        observers: Sequence[Any] = (),
     ) -> None:
         self.config = config
         self.factory = factory
@@ -98,6 +103,7 @@ class Bin:
             pin_factory=factory,
             camera=camera,
             notifier=notifier or Notifier({}),
+            observers=observers,
             on_item=self.events.put,
         )
         self.lid_pin = factory.pin(config.lid.pin)

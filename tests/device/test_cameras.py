@@ -28,7 +28,7 @@ from smartbin.device.errors import CameraError, ConfigError
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
 
-def write_image(path: Path, rgb: tuple[int, int, int], size: tuple[int, int] = (8, 6)) -> Path:
+def write_image(path: Path, rgb: tuple[int, int, int], size: tuple[int, int] = (24, 18)) -> Path:
     """A solid-colour PNG (lossless, so the colour comes back exactly) of size (width, height)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = np.zeros((size[1], size[0], 3), np.uint8)
@@ -47,7 +47,7 @@ def photos(tmp_path: Path) -> Path:
     root = tmp_path / "photos"
     write_image(root / "b" / "x.png", BLUE)
     write_image(root / "c.png", WHITE)
-    write_image(root / "a" / "z.png", GREEN, size=(10, 4))
+    write_image(root / "a" / "z.png", GREEN, size=(40, 16))
     write_image(root / "a" / "sub" / "y.PNG", RED)
     write_image(root / ".hidden" / "h.png", WHITE)
     write_image(root / "a" / ".dot.png", WHITE)
@@ -74,7 +74,7 @@ def test_folder_camera_recurses_and_shows_images_sorted_by_relative_path(photos:
 
 def test_folder_camera_returns_photos_at_their_own_size(photos: Path) -> None:
     with FolderCamera(photos / "a" / "z.png") as camera:
-        assert camera.capture().shape == (4, 10, 3)
+        assert camera.capture().shape == (16, 40, 3)
 
 
 def test_each_image_is_shown_frames_per_image_times(photos: Path) -> None:
@@ -108,7 +108,7 @@ def test_faults_raise_and_black_frames_on_cue(photos: Path) -> None:
         with pytest.raises(CameraError, match="capture 1"):
             camera.capture()
         black = camera.capture()  # capture 2: the second frame of the red photo, black
-        assert black.shape == (6, 8, 3) and not black.any()
+        assert black.shape == (18, 24, 3) and not black.any()
         assert camera.last_path.name == "y.PNG"
         assert colour(camera.capture()) == GREEN  # capture 3
         with pytest.raises(CameraError):
@@ -129,6 +129,26 @@ def test_a_corrupt_file_fails_its_capture_names_the_file_and_is_skipped(tmp_path
         with pytest.raises(CameraError, match=r"2\.jpg"):
             camera.capture()
         assert colour(camera.capture()) == BLUE
+
+
+def test_a_retry_after_reopen_sees_the_same_unusable_photo_the_next_capture_the_next_photo(
+    tmp_path: Path,
+) -> None:
+    """The daemon retries an item after reopen(); the photo stays until the item is given up."""
+    write_image(tmp_path / "1.png", RED)
+    write_image(tmp_path / "2.png", GREEN, size=(1, 1))  # too small to classify
+    write_image(tmp_path / "3.png", BLUE)
+    with FolderCamera(tmp_path, frames_per_image=2) as camera:
+        assert [colour(camera.capture()) for _ in range(2)] == [RED, RED]
+        for _ in range(3):  # the first try and two retries of the item
+            with pytest.raises(CameraError, match=r"2\.png is 1x1 px, too small"):
+                camera.capture()
+            assert camera.last_path.name == "2.png"
+            camera.reopen()
+        with pytest.raises(CameraError, match=r"2\.png"):
+            camera.capture()  # the last retry; the daemon gives up on the item without a reopen
+        assert [colour(camera.capture()) for _ in range(2)] == [BLUE, BLUE]  # the next item
+        assert camera.last_path.name == "3.png"
 
 
 def test_a_truncated_jpeg_is_refused_although_opencv_would_decode_it(tmp_path: Path) -> None:

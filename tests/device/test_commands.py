@@ -33,7 +33,7 @@ def test_classify_text_and_an_unreadable_image(tmp_path, capsys):
     )
     out, err = capsys.readouterr()
     assert out.startswith(f"{red}: can ")
-    assert "cannot decode image" in err
+    assert "bad.jpg: not an image" in err
 
 
 def test_classify_a_missing_bundle(tmp_path, capsys):

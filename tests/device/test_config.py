@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from smartbin.device.cli import main
-from smartbin.device.config import EXAMPLE_CONFIG, default_config_path, load_config, parse_config
+from smartbin.device.config import (
+    EXAMPLE_CONFIG,
+    Config,
+    FillConfig,
+    ServoConfig,
+    check_paths,
+    default_config_path,
+    load_config,
+    parse_config,
+)
 from smartbin.device.errors import ConfigError
 
 
@@ -83,6 +93,39 @@ def test_the_example_config_is_valid_and_describes_a_real_bin():
             'camera.controls: libcamera controls apply to kind = "picamera2" only',
         ),
         ("[lid\npin = 1", "not valid TOML"),
+        ("[lid]\npin = 12", "servos.chute.pin: GPIO 12 is already used by lid.pin"),  # the default servos
+        (
+            "[servos.chute]\npin = 12\n[servos.flap]\npin = 12",
+            "servos.flap.pin: GPIO 12 is already used by servos.chute.pin",
+        ),
+        ('source = "x"', "config.toml: source: unknown key (known here: camera, classifier, compartments,"),
+        ('[servos.arm]\npin = 5\nname = "x"', "servos.arm.name: unknown key (known here: home, max_angle,"),
+        ("[servos.arm]\nhome = 5", "servos.arm.pin: missing; expected an integer GPIO pin 0-27"),
+        ("[servos]", "servos: expected one table per servo, such as [servos.chute], got {}"),
+        ("[sorting]\nthreshold = nan", "sorting.threshold: expected a confidence 0-1, got nan"),
+        ("[sorting]\nthreshold = true", "sorting.threshold: expected a confidence 0-1, got True"),
+        ('[sorting]\nfallback = " "', "sorting.fallback: expected a compartment name, got ' '"),
+        ("[paths]\nstate_dir = 3", "paths.state_dir: expected a path or '', got 3"),
+        ("compartments = 3", "compartments: expected a table, got 3"),
+        (
+            "[compartments.can]\nchute = 0\nflap = 0",
+            "compartments.can: every servo stays home, so an item sent there would not move",
+        ),
+        ("[compartments.can]", "compartments.can: every servo stays home"),  # unnamed servos stay home
+        (
+            "[compartments.can]\nchute = -60\n[compartments.other]\nchute = -60\nflap = 0",
+            "compartments.other: the same angles as compartment can, so both would fill one place",
+        ),
+        (
+            '[camera]\nkind = "folder"\nsource = 0',
+            'camera.source: expected a folder or an image file for kind = "folder", got 0',
+        ),
+        (
+            '[camera]\nkind = "picamera2"\nsource = "/dev/video0"',
+            "camera.source: expected a camera number such as 0 for kind = \"picamera2\" (or ''), got '/dev/video0'",
+        ),
+        ('[camera]\nkind = "opencv"\nsource = -1', "camera.source: expected a device index 0 or more"),
+        ("[camera]\nsource = 1.5", "camera.source: expected a path, a device index or '', got 1.5"),
     ],
 )
 def test_errors_name_the_key_and_the_problem(tmp_path, toml, message):
@@ -177,3 +220,183 @@ def test_config_check_command(tmp_path, capsys):
 def test_config_example_command_prints_a_valid_file(tmp_path, capsys):
     assert main(["config", "example"]) == 0
     parse_config(__import__("tomllib").loads(capsys.readouterr().out), base=tmp_path)
+
+
+def test_configs_are_frozen_and_copies_are_validated_again():
+    config = parse_config({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lid.pin = 5  # type: ignore[misc]
+    copy = dataclasses.replace(config, lid=dataclasses.replace(config.lid, settle_s=0))
+    assert copy.lid.settle_s == 0.0 and copy.servos == config.servos and copy.sorting == config.sorting
+    with pytest.raises(ValueError, match=r"already used by lid\.pin"):
+        dataclasses.replace(config, lid=dataclasses.replace(config.lid, pin=12))
+
+
+def test_labels_and_compartments_default_only_where_they_fit(tmp_path):
+    custom = parse_config(
+        {
+            "servos": {"arm": {"pin": 5}},
+            "compartments": {
+                "can": {"arm": -45},
+                "glass": {"arm": 45},
+                "plastic": {"arm": 90},
+                "other": {"arm": -90},
+            },
+        }
+    )
+    assert custom.sorting.labels == {"can": "can", "glass": "glass", "plastic": "plastic", "empty": "none"}
+    with pytest.raises(ConfigError, match=r"sorting\.labels: missing; map each label"):
+        parse_config(
+            {
+                "servos": {"arm": {"pin": 5}},
+                "compartments": {"left": {"arm": 45}},
+                "sorting": {"fallback": "left"},
+            }
+        )
+
+
+def section_keys() -> dict[str, set[str]]:
+    """The schema's tables (as written in the file) and their keys."""
+
+    def keys(table: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(table) if f.metadata.get("in_file", True)}
+
+    sections = {}
+    for f in dataclasses.fields(Config):
+        if not f.metadata.get("in_file", True):
+            continue
+        table = {"servos": ServoConfig, "fill": FillConfig}.get(f.name, f.type)
+        sections[f.name] = keys(table) if dataclasses.is_dataclass(table) else set()
+    return sections
+
+
+def test_the_docs_and_the_example_config_name_every_key():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "device.md").read_text()
+    reference = docs.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    example = EXAMPLE_CONFIG.read_text()
+    for section, keys in section_keys().items():
+        heading = (
+            f"### `[{section}]`"
+            if section not in ("servos", "compartments", "fill")
+            else f"### `[{section}.NAME]`"
+        )
+        assert heading in reference, heading
+        text = reference.split(heading, 1)[1].split("\n### ", 1)[0]
+        for key in keys:
+            assert f"`{key}`" in text or f"`[{section}.{key}]`" in text, (
+                f"{section}.{key} not in docs/device.md"
+            )
+            assert f"\n{key} =" in example or f"\n# {key} =" in example or f"[{section}.{key}]" in example, (
+                f"{section}.{key} not in {EXAMPLE_CONFIG.name}"
+            )
+
+
+@pytest.mark.parametrize("value", [[1], {"a": {}}])
+def test_every_key_names_itself_when_its_value_is_of_the_wrong_kind(value):
+    for section, keys in section_keys().items():
+        for key in keys:
+            if section == "servos":
+                data, path = (
+                    {"servos": {"chute": {"pin": 12, key: value}, "flap": {"pin": 13}}},
+                    f"servos.chute.{key}",
+                )
+            elif section == "fill":
+                sensor = {"echo": 23, "trigger": 24, "empty_cm": 60, "full_cm": 10}
+                data, path = {"fill": {"can": {**sensor, key: value}}}, f"fill.can.{key}"
+            else:
+                data, path = {section: {key: value}}, f"{section}.{key}"
+            with pytest.raises(ConfigError) as err:
+                parse_config(data, where="f")
+            assert str(err.value).startswith(f"f: {path}") and ": expected " in str(err.value), str(err.value)
+
+
+# --- check_paths: what only the file system can tell ----------------------------------------
+
+
+def paths_config(tmp_path: Path, **paths: str) -> Config:
+    photos = tmp_path / "photos"
+    photos.mkdir(exist_ok=True)
+    (photos / "a.png").write_bytes(b"")
+    return parse_config(
+        {"camera": {"source": str(photos)}, "paths": {"state_dir": str(tmp_path / "state"), **paths}}
+    )
+
+
+def test_check_paths_accepts_folders_it_can_create(tmp_path):
+    assert check_paths(paths_config(tmp_path)) == []
+    assert not (tmp_path / "state").exists()  # a check creates nothing
+
+
+@pytest.mark.parametrize(
+    ("make", "paths", "message"),
+    [
+        ("state", {}, "paths.state_dir: {t}/state is a file, not a folder; choose another path"),
+        (
+            "blocker",
+            {"state_dir": "{t}/blocker/state"},
+            "paths.state_dir: cannot create {t}/blocker/state: {t}/blocker is a file; choose another path",
+        ),
+        (
+            "blocker",
+            {"models_dir": "{t}/blocker/models"},
+            "paths.models_dir: cannot create {t}/blocker/models: {t}/blocker is a file; choose another path",
+        ),
+        (
+            "blocker",
+            {"events_db": "{t}/blocker/db/events.db"},
+            "paths.events_db: cannot create {t}/blocker/db: {t}/blocker is a file; choose another path",
+        ),
+    ],
+)
+def test_check_paths_refuses_a_file_where_a_folder_must_be(tmp_path, make, paths, message):
+    (tmp_path / make).write_text("a file")
+    config = paths_config(tmp_path, **{k: v.format(t=tmp_path) for k, v in paths.items()})
+    with pytest.raises(ConfigError) as err:
+        check_paths(config)
+    assert str(err.value) == f"config: {message.format(t=tmp_path)}"
+
+
+def test_check_paths_refuses_an_event_log_that_is_a_folder(tmp_path):
+    (tmp_path / "state" / "events.db").mkdir(parents=True)
+    with pytest.raises(
+        ConfigError, match=r"paths\.events_db: .*/state/events\.db is a folder; give the event log's file"
+    ):
+        check_paths(paths_config(tmp_path))
+
+
+def test_the_images_dir_matters_only_when_photos_are_saved(tmp_path):
+    (tmp_path / "blocker").write_text("a file")
+    config = paths_config(tmp_path, images_dir=str(tmp_path / "blocker" / "images"))
+    assert check_paths(config) == []
+    with pytest.raises(
+        ConfigError, match=r"paths\.images_dir: cannot create .*/images: .*/blocker is a file"
+    ):
+        check_paths(dataclasses.replace(config, images=dataclasses.replace(config.images, save=True)))
+
+
+def test_check_paths_checks_the_camera_source_on_disk(tmp_path):
+    config = paths_config(tmp_path)
+    camera = config.camera
+    for source, message in [
+        (tmp_path / "nowhere", "camera.source: image folder .*/nowhere does not exist"),
+        (tmp_path / "state", "camera.source: no images in .*/state"),
+    ]:
+        (tmp_path / "state").mkdir(exist_ok=True)
+        with pytest.raises(ConfigError, match=message):
+            check_paths(dataclasses.replace(config, camera=dataclasses.replace(camera, source=str(source))))
+    opencv = dataclasses.replace(camera, kind="opencv", source=str(tmp_path / "clip.mp4"))
+    with pytest.raises(ConfigError, match=r"camera\.source: video file .*/clip\.mp4 does not exist"):
+        check_paths(dataclasses.replace(config, camera=opencv))
+    absent = dataclasses.replace(camera, kind="opencv", source="/dev/video63")  # hardware: a warning
+    assert check_paths(dataclasses.replace(config, camera=absent)) == [
+        "config: camera.source: /dev/video63 is not there (is the camera connected?)"
+    ]
+
+
+def test_config_check_refuses_what_check_paths_refuses(tmp_path, capsys):
+    (tmp_path / "state").write_text("a file")
+    path = write(tmp_path, f'[paths]\nstate_dir = "{tmp_path / "state"}"')
+    assert main(["config", "check", str(path)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"smartbin: error: config.toml: paths.state_dir: {tmp_path}/state is a file, not a folder; choose another path"
+    )

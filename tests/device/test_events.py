@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
-from smartbin.device.events import EventLog, ImageStore, ItemEvent, read_events
+from smartbin.device.events import EventLog, ImageStore, ItemEvent, add_review, read_events, reviewed_labels
 
 
 def event(
@@ -56,19 +59,25 @@ def noise(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
 
 
+def at(second: int) -> datetime:
+    return datetime(2026, 11, 22, 10, 0, second, 123456, UTC)
+
+
 def test_images_are_bounded_by_count_oldest_first(tmp_path):
     store = ImageStore(tmp_path / "img", max_count=3, max_mb=100)
-    paths = [store.save(noise(i), f"item-{i}") for i in range(5)]
-    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["item-2.jpg", "item-3.jpg", "item-4.jpg"]
+    paths = [store.save(noise(i), at(i), "can") for i in range(5)]
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == [
+        f"smartbin-20261122T1000{s:02d}123456Z-can.jpg" for s in (2, 3, 4)
+    ]
     assert not paths[0].exists() and paths[4].exists()
 
 
 def test_images_are_bounded_by_size(tmp_path):
     one = ImageStore(tmp_path / "probe", max_count=10, max_mb=100)
-    size = one.save(noise(0), "x").stat().st_size
+    size = one.save(noise(0), at(0), "can").stat().st_size
     store = ImageStore(tmp_path / "img", max_count=100, max_mb=2.5 * size / 1e6)
     for i in range(6):
-        store.save(noise(i), f"item-{i}")
+        store.save(noise(i), at(i), "can")
     assert store.count == 2
     assert store.total_bytes <= 2.5 * size * 1.1
     assert sum(os.path.getsize(p) for p in (tmp_path / "img").iterdir()) == store.total_bytes
@@ -77,7 +86,34 @@ def test_images_are_bounded_by_size(tmp_path):
 def test_an_existing_folder_counts_towards_the_limit(tmp_path):
     first = ImageStore(tmp_path / "img", max_count=3, max_mb=100)
     for i in range(3):
-        first.save(noise(i), f"a-{i}")
+        first.save(noise(i), at(i), "glass")
     again = ImageStore(tmp_path / "img", max_count=3, max_mb=100)
-    again.save(noise(9), "b-0")
+    again.save(noise(9), at(9), None)
     assert again.count == 3 and len(list((tmp_path / "img").iterdir())) == 3
+    assert (tmp_path / "img" / "smartbin-20261122T100009123456Z-none.jpg").exists()
+
+
+def test_odd_label_characters_stay_inside_the_image_folder(tmp_path):
+    store = ImageStore(tmp_path / "img", max_count=3, max_mb=100)
+    path = store.save(noise(0), at(0), "../paper/card board")
+    assert (
+        path.parent == tmp_path / "img"
+        and path.name == "smartbin-20261122T100000123456Z-___paper_card_board.jpg"
+    )
+
+
+def test_reviews_keep_the_old_label_and_the_newest_wins(tmp_path):
+    path = tmp_path / "events.db"
+    log = EventLog(path)
+    first, second = log.record(event("can", "can")), log.record(event("glass", "glass"))
+    log.close()
+    db = sqlite3.connect(path)
+    a = add_review(db, first, "plastic", "web", "2026-12-01T10:00:00.000+00:00")
+    b = add_review(db, first, "not_trash", "cli", "2026-12-01T10:01:00.000+00:00")
+    add_review(db, second, "glass", "web", "2026-12-01T10:02:00.000+00:00")
+    assert (a["old_label"], b["old_label"]) == ("can", "plastic")
+    assert reviewed_labels(db) == {first: "not_trash", second: "glass"}
+    with pytest.raises(KeyError):
+        add_review(db, 99, "can", "web", "2026-12-01T10:03:00.000+00:00")
+    assert db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 3
+    db.close()

@@ -20,6 +20,9 @@ MODULES = [
     "smartbin.device.pins",
     "smartbin.device.sorter",
     "smartbin.device.state",
+    "smartbin.device.mqtt",
+    "smartbin.device.ha_discovery",
+    "smartbin.device.mqtt_commands",
 ]
 
 

@@ -103,7 +103,9 @@ def test_run_notifies_systemd_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp
         switch_current(store, broken)
         proc.send_signal(signal.SIGHUP)
         notify.wait_for("RELOADING=1")
-        assert "STATUS=model colour3-int8-1, 0 items" in notify.wait_for("READY=1").splitlines()
+        status_line = notify.wait_for("READY=1").splitlines()[1]
+        assert status_line.startswith("STATUS=model colour3-int8-1, 0 items; last reload failed at ")
+        assert status_line.endswith("copy the bundle again; still running model colour3-int8-1")
 
         # a good one: live without a restart
         switch_current(store, copy_model("colour3-float32"))

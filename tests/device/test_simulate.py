@@ -95,17 +95,22 @@ def test_soak_thousands_of_items_all_recorded_memory_flat(tmp_path):
     assert growth_kb < 8 * 1024, f"RSS grew {growth_kb} kB over {5 * repeat - 500} items"
 
 
-def test_a_corrupt_photo_is_reported_and_the_simulation_goes_on(tmp_path, capsys):
+def test_an_unreadable_photo_is_one_item_of_its_own_and_shifts_nothing(tmp_path, capsys):
     photos = tmp_path / "photos"
     write_image(photos / "can" / "0-red.png", "red")
     (photos / "can" / "1-broken.png").write_bytes(b"\x89PNG broken")
     write_image(photos / "glass" / "0-green.png", "green")
+    write_image(photos / "plastic" / "0-blue.png", "blue")
     args = ["simulate", "--images", str(photos), "--model", str(MODELS / "colour3-int8"), "--fast", "--json"]
     assert main(args) == 0
-    items = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(Path(i["image"]).name, i["label"], i["compartment"]) for i in items[:2]] == [
-        ("0-red.png", "can", "can"),
-        ("0-green.png", "glass", "glass"),  # the broken file failed one capture; the retry saw the next photo
+    out, err = capsys.readouterr()
+    items = [json.loads(line) for line in out.splitlines()]
+    assert [(Path(i["image"]).name, i["label"], i["compartment"], i["reason"]) for i in items] == [
+        ("0-red.png", "can", "can", "sorted"),
+        ("1-broken.png", None, "other", "no_frame"),  # a capture fault, charged to its own photo
+        ("0-green.png", "glass", "glass", "sorted"),
+        ("0-blue.png", "plastic", "plastic", "sorted"),
     ]
-    assert "cannot decode image" in items[1]["error"] and "1-broken.png" in items[1]["error"]
-    assert items[2]["reason"] == "no_frame"  # three closings, two photos left to show
+    assert Path(items[1]["source"]).name == "1-broken.png" and "not an image" in items[1]["error"]
+    assert "accuracy: 3/3 (100.0%)" in err  # the fault is not a wrong answer
+    assert "capture faults: 1 item(s) not classified" in err

@@ -1,4 +1,4 @@
-"""Backbones: the EfficientNet-Lite0 build reproduces the reference outputs; bad weights files are refused."""
+"""Backbones: each EfficientNet-Lite build reproduces its reference outputs; bad weights files are refused."""
 
 from __future__ import annotations
 
@@ -12,36 +12,42 @@ keras = pytest.importorskip("keras")
 
 from smartbin.device.errors import SmartbinError  # noqa: E402
 from smartbin.training.backbones import (  # noqa: E402
+    BACKBONES,
+    EFFICIENTNET_LITE,
     BackboneSpec,
     WeightsError,
     build_backbone,
-    build_efficientnet_lite0,
-    load_lite0_npz,
 )
+from smartbin.training.efficientnet_lite import build_efficientnet_lite, load_torch_layout  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
-LITE0_NPZ = SHARED / "weights" / "efficientnet_lite0_imagenet_torch_layout.npz"
-LITE0_REFERENCE = SHARED / "weights" / "efficientnet_lite0_reference.json"
-MOBILENET_H5 = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.weights.h5"
+WEIGHTS = SHARED / "weights"
+MOBILENET_H5 = WEIGHTS / "mobilenet_v2_0.35_224_no_top.weights.h5"
 needs_shared = pytest.mark.skipif(
-    not LITE0_NPZ.is_file(), reason="../shared/weights is not beside the repository"
+    not WEIGHTS.is_dir(), reason="../shared/weights is not beside the repository"
 )
+
+
+def _lite(name: str, size: int) -> keras.Model:
+    return build_efficientnet_lite(name, EFFICIENTNET_LITE[name].stages, (size, size))
 
 
 @needs_shared
-def test_lite0_weights_reproduce_the_reference_features_and_logits() -> None:
+@pytest.mark.parametrize("name", list(EFFICIENTNET_LITE))
+def test_lite_weights_reproduce_the_reference_features_and_logits(name: str) -> None:
     from PIL import Image
 
-    model = build_efficientnet_lite0((224, 224))
-    load_lite0_npz(model, LITE0_NPZ)
-    with np.load(LITE0_NPZ) as arrays:
+    size = BACKBONES[name]  # each reference was made at the variant's native size
+    npz = WEIGHTS / f"{name}_imagenet_torch_layout.npz"
+    model = build_backbone(BackboneSpec(name, (size, size), str(npz)))
+    with np.load(npz) as arrays:
         fc_weight, fc_bias = arrays["_fc.weight"], arrays["_fc.bias"]
-    reference = json.loads(LITE0_REFERENCE.read_text())["reference"]
+    reference = json.loads((WEIGHTS / f"{name}_reference.json").read_text())["reference"]
     images = []
-    for ref in reference:  # as the reference was made: PIL bilinear to 224x224, raw pixels in
+    for ref in reference:  # as the reference was made: PIL bilinear to the native size, raw pixels in
         with Image.open(SHARED / ref["image"]) as image:
             images.append(
-                np.asarray(image.convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32)
+                np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
             )
     features = model.predict(np.stack(images), verbose=0)
     for ref, feature in zip(reference, features, strict=True):
@@ -53,24 +59,53 @@ def test_lite0_weights_reproduce_the_reference_features_and_logits() -> None:
         np.testing.assert_allclose(logits[top5], ref["imagenet_top5_logits"], atol=1e-2)
 
 
-def test_lite0_architecture_matches_the_published_shapes() -> None:
-    model = build_efficientnet_lite0((64, 64))
-    assert model.output_shape == (None, 1280)
-    assert model.count_params() == 3_413_024  # 247 arrays of the .npz minus the 1000-class classifier
-    assert model.get_layer("block15_project_conv").kernel.shape == (1, 1, 1152, 320)
+def test_native_input_sizes_are_the_cli_defaults() -> None:
+    assert {name: BACKBONES[name] for name in EFFICIENTNET_LITE} == {
+        "efficientnet_lite0": 224,
+        "efficientnet_lite1": 240,
+        "efficientnet_lite2": 260,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "blocks", "last_project"),
+    [  # parameters: the arrays of each .npz minus the 1000-class classifier
+        ("efficientnet_lite0", 3_413_024, 16, (1, 1, 1152, 320)),
+        ("efficientnet_lite1", 4_189_344, 21, (1, 1, 1152, 320)),
+        ("efficientnet_lite2", 4_869_168, 21, (1, 1, 1248, 352)),
+    ],
+)
+def test_lite_architectures_match_the_published_shapes(
+    name: str, params: int, blocks: int, last_project: tuple[int, ...]
+) -> None:
+    model = _lite(name, 64)
+    assert model.name == name and model.output_shape == (None, 1280)
+    assert model.count_params() == params
+    assert model.get_layer(f"block{blocks - 1}_project_conv").kernel.shape == last_project
     assert model.get_layer("block0_dwconv").kernel.shape == (3, 3, 32, 1)
+    with pytest.raises(ValueError):
+        model.get_layer(f"block{blocks}_dwconv")
 
 
 def test_lite0_loader_refuses_a_file_that_does_not_fit(tmp_path: Path) -> None:
-    model = build_efficientnet_lite0((32, 32))
     np.savez(tmp_path / "wrong.npz", **{"_conv_stem.weight": np.zeros((16, 3, 3, 3), np.float32)})
     with pytest.raises(WeightsError, match=r"_conv_stem.weight \(16, 3, 3, 3\) does not fit layer stem_conv"):
-        load_lite0_npz(model, tmp_path / "wrong.npz")
+        build_backbone(BackboneSpec("efficientnet_lite0", (32, 32), str(tmp_path / "wrong.npz")))
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(WeightsError, match=r"not a readable \.npz"):
-        load_lite0_npz(model, tmp_path / "junk.npz")
+        build_backbone(BackboneSpec("efficientnet_lite0", (32, 32), str(tmp_path / "junk.npz")))
     with pytest.raises(WeightsError, match="not found"):
-        load_lite0_npz(model, tmp_path / "missing.npz")
+        build_backbone(BackboneSpec("efficientnet_lite0", (32, 32), str(tmp_path / "missing.npz")))
+
+
+def test_a_partial_file_loads_nothing() -> None:
+    model = _lite("efficientnet_lite0", 32)
+    before = [w.copy() for w in model.get_weights()]
+    arrays = {"_conv_stem.weight": np.ones((32, 3, 3, 3), np.float32)}
+    with pytest.raises(WeightsError, match=r"array _bn0\.weight is missing"):
+        load_torch_layout(model, arrays, "partial.npz")
+    for a, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_mobilenet_v2_refuses_weights_of_another_width(tmp_path: Path) -> None:
@@ -87,15 +122,13 @@ def test_mobilenet_v2_refuses_weights_of_another_width(tmp_path: Path) -> None:
         build_backbone(BackboneSpec("mobilenet_v2", (32, 32), str(path), alpha=0.5))
 
 
-@needs_shared
+@pytest.mark.skipif(not MOBILENET_H5.is_file(), reason="../shared/weights is not beside the repository")
 def test_mobilenet_v2_loads_the_shared_weights_and_scales_inside() -> None:
     model = build_backbone(BackboneSpec("mobilenet_v2", (96, 96), str(MOBILENET_H5), alpha=0.35))
     assert model.output_shape == (None, 1280)
     assert model.get_layer("preprocess").scale == pytest.approx(1 / 127.5)
 
 
-def test_unknown_backbone_and_lite0_download_give_clear_errors() -> None:
+def test_unknown_backbone_gives_a_clear_error() -> None:
     with pytest.raises(SmartbinError, match="unknown backbone 'resnet'"):
         build_backbone(BackboneSpec("resnet", (32, 32), None))
-    with pytest.raises(WeightsError, match="pass --weights PATH"):
-        build_backbone(BackboneSpec("efficientnet_lite0", (32, 32), "imagenet"))

@@ -29,6 +29,7 @@ def test_one_hot_batches_and_mixup_only_on_training_batches() -> None:
         images=np.stack([np.full((8, 8, 3), 40 * i, np.uint8) for i in range(6)]),
         labels=np.array([0, 1, 2, 0, 1, 2], np.int32),
         paths=[f"{i}.jpg" for i in range(6)],
+        sources=["set"] * 6,
     )
     val = image_dataset(arrays, 6, training=False, seed=0, one_hot=3, mixup_alpha=0.2)
     images, targets = next(iter(val))

@@ -134,7 +134,7 @@ def test_splits_csv_round_trip(tmp_path: Path) -> None:
     write_splits_csv(scan, tmp_path / "splits.csv")
     assert (tmp_path / "splits.csv").read_text().splitlines()[0] == "path,label,split"
     items = read_splits_csv(tmp_path / "splits.csv")
-    assert items == scan.items
+    assert [(i.path, i.label, i.split) for i in items] == [(i.path, i.label, i.split) for i in scan.items]
     assert all(item.path.is_absolute() for item in items)
 
 

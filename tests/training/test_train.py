@@ -38,7 +38,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("tiny")
     data = make_shapes_dataset(tmp / "data")
     (data / "can" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    return make_tiny_run(tmp, data_dir=data)
+    return make_tiny_run(tmp, data_dirs=[data])
 
 
 def test_run_dir_has_the_model_and_every_report(tiny_run: Path) -> None:
@@ -54,7 +54,7 @@ def test_run_json_follows_the_contract(tiny_run: Path) -> None:
     assert run["input_size"] == [32, 32]
     assert run["resize"] == "stretch"
     assert run["backbone"] == "tiny_cnn" and run["weights"] == "none" and run["seed"] == 1
-    assert Path(run["data_dir"]).is_absolute()
+    assert [Path(p).is_absolute() for p in run["data_dirs"]] == [True]
     assert {"val_accuracy", "test_accuracy"} <= set(run["metrics"])
     assert run["args"]["fine_tune_epochs"] == 2
 
@@ -93,7 +93,7 @@ def test_cli_refuses_to_overwrite_a_run_and_keeps_it(
     tiny_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = (tiny_run / "model.keras").read_bytes()
-    data = json.loads((tiny_run / "run.json").read_text())["data_dir"]
+    (data,) = json.loads((tiny_run / "run.json").read_text())["data_dirs"]
     assert main(["train", data, "--out", str(tiny_run), "--weights", "none"]) == 1
     assert "already exists" in capsys.readouterr().err
     assert (tiny_run / "model.keras").read_bytes() == before
@@ -126,8 +126,8 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(
 def test_same_seed_gives_the_same_model(tiny_run: Path, tmp_path: Path) -> None:
     import keras
 
-    data = Path(json.loads((tiny_run / "run.json").read_text())["data_dir"])
-    again = make_tiny_run(tmp_path, data_dir=data)
+    data = Path(json.loads((tiny_run / "run.json").read_text())["data_dirs"][0])
+    again = make_tiny_run(tmp_path, data_dirs=[data])
     first = keras.models.load_model(tiny_run / "model.keras").get_weights()
     second = keras.models.load_model(again / "model.keras").get_weights()
     for a, b in zip(first, second, strict=True):
@@ -212,7 +212,23 @@ def test_lite0_weights_that_do_not_fit_are_refused(
 
 def test_cli_missing_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 1
-    assert "not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'none'}: no such folder" in err and "\n" not in err.strip()
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_cli_out_that_is_a_file_is_refused_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], overwrite: list[str]
+) -> None:
+    data = make_shapes_dataset(tmp_path / "data", per_class=12, size=32)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for out in (notes, notes / "run"):
+        assert main(["train", str(data), "--out", str(out), *overwrite]) == 1
+        err = capsys.readouterr().err.strip()
+        assert f"{out}: not a directory" in err and "choose another --out" in err and "\n" not in err
+    assert notes.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.txt"]
 
 
 def test_registering_the_command_does_not_import_tensorflow() -> None:

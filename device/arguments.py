@@ -1,0 +1,46 @@
+"""argparse types shared by every area's sub-commands: a bad number is refused as an argument,
+in one line, before any work (never blamed on a model or a file later)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def positive_int(text: str) -> int:
+    """A whole number of 1 or more (threads, images, epochs)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of 0 or more (counts where 0 means none)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, smallest: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < smallest:
+        raise argparse.ArgumentTypeError(f"must be {smallest} or more, got {value}")
+    return value
+
+
+def host_port(text: str) -> str:
+    """``HOST:PORT`` to listen on (``[::1]:8080`` for IPv6; port 0: any free port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}")
+    return text
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (learning rates, widths)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value

@@ -1,0 +1,244 @@
+"""The review page's API against a running daemon: real HTTP on a free port, real SQLite, real photos.
+
+The bin sorts solid-colour photos with the colour test model (red: can, green: glass, grey: unsure,
+to the fallback compartment ``other``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from smartbin.device.commands import make_observers
+from smartbin.device.events import EventLog, ImageStore, ItemEvent, add_review, reviewed_labels
+from smartbin.device.web.observer import WebObserver
+
+from .web_client import new_token, page_of, wait_for_items, web_config
+
+
+@pytest.fixture
+def sorted_bin(make_bin, tmp_path: Path):
+    """A running bin with its page, after three items: red (can), green (glass), grey (unsure)."""
+    config = web_config(tmp_path)
+    token = new_token(config)
+    observers = make_observers(config)
+    assert [type(o) for o in observers] == [WebObserver]
+    with make_bin("red", "green", "grey", config=config, observers=observers) as b:
+        events = [b.item() for _ in range(3)]
+        http = page_of(observers[0])
+        wait_for_items(http, 3)
+        yield b, http, events, token
+
+
+def test_status_counts_what_the_bin_sorted(sorted_bin):
+    b, http, events, _ = sorted_bin
+    assert http.json("/healthz") == {"ok": True, "state": "ready"}
+    status = http.json("/api/status")
+    assert status["model_version"] == b.daemon.model_version
+    assert status["last_item"]["id"] == events[-1].id
+    assert status["counts"]["total"] == {"can": 1, "glass": 1, "plastic": 0, "other": 1, "none": 0}
+    assert status["counts"]["today"] == status["counts"]["total"]
+    assert status["review_labels"] == ["can", "glass", "plastic", "not_trash", "empty"]
+    assert status["threshold"] == b.config.sorting.threshold
+    assert status["observers"]["web"]["url"] == http.base + "/"
+
+
+def test_events_page_backwards_and_filter(sorted_bin):
+    _, http, events, _ = sorted_bin
+    first = http.json("/api/events?limit=2")
+    assert [e["id"] for e in first["events"]] == [events[2].id, events[1].id]
+    assert first["next_before"] == events[1].id
+    rest = http.json(f"/api/events?limit=2&before={first['next_before']}")
+    assert [e["id"] for e in rest["events"]] == [events[0].id] and rest["next_before"] is None
+    grey = first["events"][0]
+    assert (grey["reason"], grey["compartment"], grey["photo"], grey["review"]) == (
+        "low_confidence",
+        "other",
+        True,
+        None,
+    )
+    uncertain = http.json("/api/events?filter=uncertain")["events"]
+    assert [e["id"] for e in uncertain] == [events[2].id]
+    assert http.json("/api/events?filter=wrong")["events"] == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=201", "limit=x", "before=-1", "filter=maybe"],
+)
+def test_bad_event_queries_get_400_saying_why(sorted_bin, query):
+    _, http, _, _ = sorted_bin
+    error = http.json(f"/api/events?{query}", expect=400)["error"]
+    assert query.split("=")[0] in error and "expected" in error
+
+
+def test_photos_full_size_and_thumbnails(sorted_bin):
+    _, http, events, _ = sorted_bin
+    status, headers, body = http.request("GET", f"/api/events/{events[0].id}/photo")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert body == Path(events[0].image_path).read_bytes()
+    status, headers, body = http.request("GET", f"/api/events/{events[0].id}/photo?w=80")
+    small = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert status == 200 and small.shape[1] == 80
+    assert small[..., 2].mean() > 150 and small[..., 1].mean() < 80  # still red (BGR)
+    assert http.json("/api/events/99/photo", expect=404)["error"] == "no event 99"
+    Path(events[1].image_path).unlink()  # pruned
+    assert "no longer kept" in http.json(f"/api/events/{events[1].id}/photo", expect=404)["error"]
+    assert "w: expected" in http.json(f"/api/events/{events[0].id}/photo?w=7", expect=400)["error"]
+
+
+def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
+    b, http, events, token = sorted_bin
+    db = sqlite3.connect(b.config.paths.events_db)
+    can = events[0].id
+    for given in (None, "", "x" * 32, token + "x"):
+        status, body = http.label(can, "glass", given)
+        assert status == 401 and "token" in body["error"]
+    assert reviewed_labels(db) == {}  # nothing changed
+
+    status, body = http.label(can, "glass", token)
+    assert status == 200
+    assert body["review"] | {"at": None} == {
+        "id": 1,
+        "event_id": can,
+        "label": "glass",
+        "old_label": "can",
+        "who": "web",
+        "at": None,
+    }
+    assert reviewed_labels(db) == {can: "glass"}
+    assert http.label(can, "not_trash", token)[1]["review"]["old_label"] == "glass"
+    assert http.label(events[1].id, "glass", token)[0] == 200  # right all along: reviewed, not wrong
+
+    assert [e["id"] for e in http.json("/api/events?filter=wrong")["events"]] == [can]
+    assert [e["id"] for e in http.json("/api/events?filter=unreviewed")["events"]] == [events[2].id]
+    assert http.json("/api/events?limit=3")["events"][2]["review"]["label"] == "not_trash"
+
+    status, body = http.label(can, "paper", token)
+    assert status == 400 and "can, glass, plastic, not_trash, empty" in body["error"]
+    assert http.label(99, "glass", token) == (404, {"error": "no event 99"})
+    status, _, body = http.request(
+        "POST", f"/api/events/{can}/label", b"{not json", {"Authorization": f"Bearer {token}"}
+    )
+    assert status == 400 and "no JSON object" in json.loads(body)["error"]
+    assert reviewed_labels(db) == {can: "not_trash", events[1].id: "glass"}
+    db.close()
+
+
+def test_a_new_token_counts_at_once_and_none_turns_writes_off(sorted_bin):
+    b, http, events, token = sorted_bin
+    path = b.config.web.token_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.unlink()
+    status, body = http.label(events[0].id, "glass", token)
+    assert status == 401 and "smartbin web token" in body["error"]
+    fresh = new_token(b.config)
+    assert http.label(events[0].id, "glass", token)[0] == 401
+    assert http.label(events[0].id, "glass", fresh)[0] == 200
+
+
+def test_metrics_parse_as_prometheus_text(sorted_bin):
+    b, http, events, token = sorted_bin
+    http.label(events[0].id, "glass", token)
+    status, headers, body = http.request("GET", "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    items = {
+        (s.labels["label"], s.labels["compartment"]): s.value for s in families["smartbin_items"].samples
+    }
+    assert items == {("can", "can"): 1, ("glass", "glass"): 1, ("can", "other"): 1}
+    for name in ("smartbin_inference_seconds", "smartbin_cycle_seconds"):
+        samples = {(s.name, s.labels.get("le")): s.value for s in families[name].samples}
+        assert samples[(f"{name}_count", None)] == 3 == samples[(f"{name}_bucket", "+Inf")]
+        buckets = [v for (n, _), v in samples.items() if n.endswith("_bucket")]
+        assert buckets == sorted(buckets)  # cumulative
+    assert families["smartbin_empty_closings"].samples[0].value == 0
+    assert families["smartbin_item_faults"].samples == []
+    assert families["smartbin_model_info"].samples[0].labels == {"version": b.daemon.model_version}
+    (reviews,) = [s for s in families["smartbin_reviews"].samples if s.name == "smartbin_reviews_total"]
+    assert reviews.value == 1
+
+
+def test_counts_include_the_log_before_the_daemon_started(make_bin, tmp_path):
+    config = web_config(tmp_path)
+    log = EventLog(config.paths.events_db)
+    now = datetime.now(UTC)
+    for ts, compartment in ((now - timedelta(days=2), "can"), (now, "glass"), (now, None)):
+        log.record(
+            ItemEvent(
+                ts.isoformat(timespec="milliseconds"), "can", 0.9, {}, compartment, "sorted", "m", 1, 1, 1, 1
+            )
+        )
+    log.close()
+    observers = make_observers(config)
+    with make_bin("red", config=config, observers=observers) as b:
+        b.item()
+        counts = wait_for_items(page_of(observers[0]), 1)["counts"]
+    assert counts["total"] == {"can": 2, "glass": 1, "plastic": 0, "other": 0, "none": 1}
+    assert counts["today"] == {"can": 1, "glass": 1, "plastic": 0, "other": 0, "none": 1}
+
+
+def test_a_port_in_use_leaves_the_bin_sorting(make_bin, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = web_config(tmp_path, web={"listen": f"127.0.0.1:{taken.getsockname()[1]}"})
+        observers = make_observers(config)
+        with make_bin("red", config=config, observers=observers) as b:
+            assert b.item().compartment == "can"
+            web = b.daemon.status()["observers"]["web"]
+    assert web["url"] is None and "cannot listen on 127.0.0.1:" in web["error"]
+
+
+def test_the_page_is_small_and_loads_nothing_from_elsewhere(sorted_bin):
+    _, http, _, _ = sorted_bin
+    status, headers, page = http.request("GET", "/")
+    assert status == 200 and "default-src 'self'" in headers["Content-Security-Policy"]
+    total = len(page)
+    for asset in ("/static/app.js", "/static/style.css"):
+        status, _, body = http.request("GET", asset)
+        assert status == 200
+        total += len(body)
+        page += body
+    assert b"http://" not in page and b"https://" not in page
+    assert total < 30_000
+    assert http.request("GET", "/static/../observer.py")[0] == 404
+
+
+def test_photos_worth_keeping_are_pruned_last(tmp_path):
+    log = EventLog(tmp_path / "events.db")
+    store = ImageStore(tmp_path / "img", max_count=3, max_mb=100, events_db=log.path)
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    names = []
+    for i, reason in enumerate(["sorted", "low_confidence", "sorted"]):
+        path = store.save(rgb, start + timedelta(seconds=i), "can")
+        event = ItemEvent("ts", "can", 0.9, {}, "can", reason, "m", 1, 1, 1, 1, image_path=str(path))
+        log.record(event)
+        names.append(path.name)
+    add_review(log._db, 3, "glass", "test", "now")  # the third was reviewed
+
+    for i in range(3, 6):  # three confident ones: each pushes out the oldest plain photo
+        names.append(store.save(rgb, start + timedelta(seconds=i), "can").name)
+        log.record(ItemEvent("ts", "can", 0.9, {}, "can", "sorted", "m", 1, 1, 1, 1, image_path=names[-1]))
+    kept = sorted(p.name for p in store.directory.iterdir())
+    assert kept == [names[1], names[2], names[5]]  # uncertain, reviewed, and the newest
+    assert store.count == 3
+    log.close()
+
+
+def test_without_the_event_log_pruning_is_oldest_first(tmp_path):
+    store = ImageStore(tmp_path / "img", max_count=2, max_mb=100, events_db=tmp_path / "absent.db")
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    names = [store.save(rgb, start + timedelta(seconds=i), "can").name for i in range(3)]
+    assert sorted(p.name for p in store.directory.iterdir()) == names[1:]

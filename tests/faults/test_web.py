@@ -1,0 +1,114 @@
+"""The review page's mistakes and misuse: the token command, a bad [web] table, an address that is
+taken or malformed, and Ctrl-C on a simulation that serves its page. Each ends in one
+``smartbin: error:`` line or a clean exit; every case runs the real command in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .conftest import MODELS, assert_one_line_error, run_smartbin
+
+
+def config_with(tmp_path: Path, web: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[classifier]\nmodel = "{MODELS / "colour3-int8"}"\nthreads = 1\n'
+        f'[paths]\nstate_dir = "{tmp_path / "state"}"\n[web]\n{web}\n'
+    )
+    return path
+
+
+def test_web_token_is_created_once_with_mode_600(tmp_path):
+    config = config_with(tmp_path, f'token_file = "{tmp_path / "secret" / "token"}"')
+    first = run_smartbin("web", "token", "--config", config)
+    assert first.returncode == 0, first.stderr
+    token = first.stdout.strip()
+    path = tmp_path / "secret" / "token"
+    assert path.read_text().strip() == token and len(token) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    again = run_smartbin("web", "token", "--config", config)
+    assert_one_line_error(again, str(path), "exists", "--force")
+    assert path.read_text().strip() == token  # untouched
+
+    path.chmod(0o644)
+    forced = run_smartbin("web", "token", "--config", config, "--force")
+    assert forced.returncode == 0 and forced.stdout.strip() not in ("", token)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_web_token_defaults_to_the_state_dir(tmp_path):
+    config = config_with(tmp_path, "")
+    result = run_smartbin("web", "token", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "state" / "web-token").read_text().strip() == result.stdout.strip()
+
+
+def test_web_token_where_no_file_can_be(tmp_path):
+    (tmp_path / "plain").write_text("a file, not a folder")
+    config = config_with(tmp_path, f'token_file = "{tmp_path / "plain" / "token"}"')
+    assert_one_line_error(run_smartbin("web", "token", "--config", config), "cannot write the token file")
+    config = config_with(tmp_path, f'token_file = "{tmp_path}"')
+    assert_one_line_error(run_smartbin("web", "token", "--config", config), "is a directory")
+
+
+def test_a_bad_web_table_names_the_key(tmp_path):
+    result = run_smartbin("config", "check", config_with(tmp_path, 'listen = "8080"'))
+    assert_one_line_error(result, "web.listen", "HOST:PORT", "'8080'")
+    result = run_smartbin("config", "check", config_with(tmp_path, "port = 8080"))
+    assert_one_line_error(result, "web.port", "unknown key", "listen, token_file")
+
+
+def test_simulate_web_with_a_malformed_or_taken_address(tmp_path):
+    result = run_smartbin("simulate", "--fast", "--web", "8080")
+    assert result.returncode == 2
+    assert_one_line_error(result, "--web", "HOST:PORT")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_smartbin(
+            "simulate", "--fast", "--web", f"127.0.0.1:{port}", env={"XDG_STATE_HOME": str(tmp_path)}
+        )
+    assert_one_line_error(result, f"--web: cannot listen on 127.0.0.1:{port}")
+
+
+def test_simulate_web_serves_until_ctrl_c(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "smartbin.device.cli", "simulate", "--fast", "--web", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "XDG_STATE_HOME": str(tmp_path)},
+    )
+    try:
+        lines = []
+        while not (lines and lines[-1].startswith("review page at")):
+            line = sim.stdout.readline()
+            assert line, f"simulate ended early:\n{''.join(lines)}\n{sim.stderr.read()}"
+            lines.append(line)
+        assert f"http://127.0.0.1:{port}/" in lines[-1] and "token " in lines[-1] and "Ctrl-C" in lines[-1]
+        assert any(line.startswith("accuracy:") for line in lines)  # the summary came first
+        time.sleep(0.2)  # after the last item, still serving
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as response:
+            status = json.load(response)
+        assert status["items"] == 12 and status["state"] == "ready"
+        sim.send_signal(signal.SIGINT)
+        _, err = sim.communicate(timeout=30)
+    finally:
+        sim.kill()
+    assert sim.returncode == 0, err
+    assert "Traceback" not in err and "error" not in err
