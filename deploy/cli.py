@@ -314,7 +314,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dry-run", action="store_true", help="do every step but the deploy; say what it would do"
     )
     p.add_argument(
-        "--classes", metavar="A,B,...", help="every class to train (default: the sets' class folders)"
+        "--classes", metavar="A,B,...", help="every class to train (default: the base sets' class folders)"
     )
     p.add_argument(
         "--fine-tune",

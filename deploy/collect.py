@@ -52,10 +52,8 @@ class Plan:
 
 @dataclass(frozen=True)
 class Collected:
-    out: Path
-    events_db: Path
     line: str  # what collect says about this bin
-    reviewed: int
+    reviewed: int  # photos reviewed (as a class, not_trash or empty)
 
 
 def folder_for(predicted: str | None, reviewed: str | None) -> str:
@@ -220,7 +218,7 @@ def collect_from(conn: Connection, out: Path, side: RemoteSide) -> Collected | N
         folder: sum((out / folder / rel).exists() for rel in files)
         for folder, files in sorted(todo.todo.items())
     }
-    return Collected(out, events_db, _summary(todo, fetched, events_db), sum(todo.reviewed.values()))
+    return Collected(_summary(todo, fetched, events_db), sum(todo.reviewed.values()))
 
 
 def _summary(todo: Plan, fetched: dict[str, int], events_db: Path) -> str:

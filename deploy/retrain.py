@@ -29,6 +29,7 @@ from typing import Any
 from smartbin.device.bundle import Bundle, load_bundle
 from smartbin.device.errors import SmartbinError
 from smartbin.device.model import DEFAULT_MODEL
+from smartbin.training.dataset import Item, ScanResult, scan_dataset
 
 from .collect import collect_from, host_folder, rsync_from
 from .deploy import RemoteSide, check_plain_path, deploy_one, remote_json
@@ -85,10 +86,8 @@ def _fetch_live(conn: Connection, side: RemoteSide, work: Path) -> Bundle:
     """The bundle the bin runs: its store's ``current`` copied back, or the bundled default."""
     store = remote_json(conn, side.store("list"), timeout=side.command_timeout)
     current = store.get("current")
-    if not current:
-        return load_bundle(
-            DEFAULT_MODEL
-        )  # the bin runs its bundled default: this smartbin's, if it is as new
+    if not current:  # the bin runs its bundled default: the same as this one's when both smartbins are
+        return load_bundle(DEFAULT_MODEL)
     models_dir = check_plain_path(str(store["models_dir"]).rstrip("/"), conn)
     dest = work / "live"
     shutil.rmtree(dest / current, ignore_errors=True)
@@ -96,7 +95,7 @@ def _fetch_live(conn: Connection, side: RemoteSide, work: Path) -> Bundle:
     bundle = load_bundle(dest / current)  # checks the model's sha256
     listed = {v["version"]: v for v in store.get("versions", [])}.get(current, {})
     if listed.get("sha256") not in (None, bundle.sha256):
-        raise SmartbinError(f"{conn.host}: the copy of {current} differs from the bin's; retrain again")
+        raise SmartbinError(f"the copy of {current} differs from the bin's (sha256); retrain again")
     return bundle
 
 
@@ -122,10 +121,8 @@ def gather(opts: RetrainOptions, ssh: SshOptions, side: RemoteSide) -> list[BinD
 # -- train and convert -----------------------------------------------------------------------
 
 
-def _scan(opts: RetrainOptions, bins: list[BinData]):
+def _scan(opts: RetrainOptions, bins: list[BinData]) -> ScanResult:
     """The photo sets to train on, checked before TensorFlow starts."""
-    from smartbin.training.dataset import scan_dataset
-
     reviewed = [b.photos for b in bins if _has_classes(b.photos)]
     if not reviewed:
         raise SmartbinError(
@@ -154,7 +151,7 @@ def _has_classes(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
 
 
-def _evaluation_sets(scan, opts: RetrainOptions, bins: list[BinData]) -> dict[str, list]:
+def _evaluation_sets(scan: ScanResult, opts: RetrainOptions, bins: list[BinData]) -> dict[str, list[Item]]:
     """The bins' held-out reviewed photos and the base sets' test split, as the scan split them."""
     base_names = {s.name for s in scan.sets[: len(opts.base_sets)]}
     held_out = [i for i in scan.items if i.source not in base_names and i.split in HELD_OUT_SPLITS]
@@ -169,7 +166,7 @@ def _evaluation_sets(scan, opts: RetrainOptions, bins: list[BinData]) -> dict[st
     return {HELD_OUT: held_out, BASE_TEST: base_test}
 
 
-def train_and_convert(opts: RetrainOptions, scan) -> tuple[Path, Any]:
+def train_and_convert(opts: RetrainOptions, scan: ScanResult) -> tuple[Path, Any]:
     """Train on the scanned sets, convert to int8 with the parity gate; the new bundle and the parity report."""
     from smartbin.device.native import import_quietly
 
@@ -203,7 +200,7 @@ def train_and_convert(opts: RetrainOptions, scan) -> tuple[Path, Any]:
 # -- evaluate and decide ---------------------------------------------------------------------
 
 
-def _link_folder(root: Path, items: Sequence) -> Path:
+def _link_folder(root: Path, items: Sequence[Item]) -> Path:
     """``root/<label>/<set>--<file>``: symlinks to the photos, a folder ``evaluate`` reads."""
     shutil.rmtree(root, ignore_errors=True)
     for item in items:

@@ -358,6 +358,10 @@ def _print_status(status: dict[str, Any]) -> None:
             f"mqtt:     {mqtt['broker']} {link} since {mqtt['since']}; {mqtt['sent']} events sent, "
             f"{mqtt['queued']} queued, {mqtt['dropped']} dropped"
         )
+    web = (status.get("observers") or {}).get("web")
+    if web and "listen" in web:
+        page = web["url"] or f"NOT SERVING ({web['error']})"
+        print(f"web:      {page}")
     for warning in status["warnings"]:
         print(f"warning:  {warning}")
 

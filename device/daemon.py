@@ -373,6 +373,7 @@ class Daemon:
         prediction: Prediction | None = None
         errors = [capture_error] if capture_error else []
         look = self.chamber.look(frames[-1]) if frames else None  # capture check, empty?
+        checked = time.monotonic()
         if look is not None and look.fault:
             errors.append(f"capture: {FAULT_TEXT[look.fault]}")
         if frames and not (look is not None and (look.fault or look.empty)):
@@ -413,7 +414,7 @@ class Daemon:
             model_version=self.model_version,
             frames=len(frames),
             capture_ms=_ms(captured - settled),
-            inference_ms=_ms(classified - captured),
+            inference_ms=_ms(classified - checked),
             latency_ms=_ms(commanded - triggered - (settled - settle_start)),
             image_path=image_path,
             source=str(getattr(self.camera, "last_path", None) or "") or None,

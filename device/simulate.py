@@ -310,10 +310,12 @@ def simulate(
 
 def with_web(config: Config, listen: str, bin_token: Path) -> tuple[Config, str]:
     """The simulation's config with the review page on ``listen`` and photos saved, and where its
-    token is: the bin's token file when this user can read it, else a new one in the state dir."""
-    token_file = bin_token if os.access(bin_token, os.R_OK) and bin_token.is_file() else None
+    token is: the bin's token file when this user can read it, else the one in the simulation's
+    state dir (a kept ``--state-dir``), else a new one there."""
+    own = config.paths.state_dir / "web-token"
+    token_file = next((p for p in (bin_token, own) if p.is_file() and os.access(p, os.R_OK)), None)
     if token_file is None:
-        token_file = config.paths.state_dir / "web-token"
+        token_file = own
         note = f"token {create_token(token_file)}"
     else:
         note = f"token in {token_file}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def make_app(
     def page() -> Any:
         return bottle.static_file("index.html", root=STATIC_DIR)
 
-    @app.get("/static/<name:re:[a-z0-9_-]+\\.(js|css|svg)>")
+    @app.get("/static/<name:re:[a-z0-9_-]+\\.(?:js|css|svg)>")
     def static(name: str) -> Any:
         return bottle.static_file(name, root=STATIC_DIR)
 
@@ -98,8 +99,11 @@ def make_app(
     @app.get("/api/status")
     def api_status() -> dict[str, Any]:
         status, tally = read()
+        started = status.get("started")
+        uptime = (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds() if started else None
         return {
             **status,
+            "uptime_s": round(uptime, 1) if uptime is not None else None,
             "counts": tally["compartments"],
             "threshold": config.sorting.threshold,
             "review_labels": labels,

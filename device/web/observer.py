@@ -86,7 +86,7 @@ class WebObserver(Observer):
     # --- reading: the server's threads ----------------------------------------------------
 
     def view(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the daemon's status with ``busy`` and ``uptime_s``, the tally's snapshot)."""
+        """(the daemon's status with ``busy``, the tally's snapshot)."""
         return self._view
 
     # --- the server -------------------------------------------------------------------------
@@ -103,8 +103,9 @@ class WebObserver(Observer):
                 ident="smartbin",
                 clear_untrusted_proxy_headers=True,
             )
-        except OSError as exc:  # the address in use or not this machine's: the bin sorts on without it
-            self.error = f"cannot listen on {self.config.web.listen}: {os_error_reason(exc)}"
+        except (OSError, ValueError) as exc:  # the address in use or not this machine's: sort on without it
+            why = os_error_reason(exc) if isinstance(exc, OSError) else str(exc)
+            self.error = f"cannot listen on {self.config.web.listen}: {why}"
             log.error("NO REVIEW PAGE (the bin keeps sorting): %s; fix web.listen", self.error)
             return
         bound_host, bound_port = self._server.socket.getsockname()[:2]
@@ -160,10 +161,4 @@ class WebObserver(Observer):
             db.close()
 
     def _publish(self, status: Mapping[str, Any], busy: bool) -> None:
-        started = status.get("started")
-        uptime = (
-            (datetime.now().astimezone() - datetime.fromisoformat(started)).total_seconds()
-            if started
-            else None
-        )
-        self._view = ({**status, "busy": busy, "uptime_s": uptime}, self._tally.snapshot())
+        self._view = ({**status, "busy": busy}, self._tally.snapshot())

@@ -20,8 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from smartbin.device.commands import make_observers
 from smartbin.device.events import EventLog, ImageStore, ItemEvent, add_review, reviewed_labels
+from smartbin.device.simulate import simulation_config, with_web
 from smartbin.device.web.observer import WebObserver
 
+from .conftest import fast_config
 from .web_client import new_token, page_of, wait_for_items, web_config
 
 
@@ -48,7 +50,7 @@ def test_status_counts_what_the_bin_sorted(sorted_bin):
     assert status["counts"]["total"] == {"can": 1, "glass": 1, "plastic": 0, "other": 1, "none": 0}
     assert status["counts"]["today"] == status["counts"]["total"]
     assert status["review_labels"] == ["can", "glass", "plastic", "not_trash", "empty"]
-    assert status["threshold"] == b.config.sorting.threshold
+    assert status["threshold"] == b.config.sorting.threshold and status["uptime_s"] >= 0
     assert status["observers"]["web"]["url"] == http.base + "/"
 
 
@@ -182,7 +184,9 @@ def test_counts_include_the_log_before_the_daemon_started(make_bin, tmp_path):
     observers = make_observers(config)
     with make_bin("red", config=config, observers=observers) as b:
         b.item()
-        counts = wait_for_items(page_of(observers[0]), 1)["counts"]
+        page = page_of(observers[0])
+        counts = wait_for_items(page, 1)["counts"]
+        assert page.json("/api/events/1/photo", expect=404) == {"error": "event 1: no photo was saved"}
     assert counts["total"] == {"can": 2, "glass": 1, "plastic": 0, "other": 0, "none": 1}
     assert counts["today"] == {"can": 1, "glass": 1, "plastic": 0, "other": 0, "none": 1}
 
@@ -242,3 +246,15 @@ def test_without_the_event_log_pruning_is_oldest_first(tmp_path):
     start = datetime(2026, 12, 1, tzinfo=UTC)
     names = [store.save(rgb, start + timedelta(seconds=i), "can").name for i in range(3)]
     assert sorted(p.name for p in store.directory.iterdir()) == names[1:]
+
+
+def test_a_kept_simulation_state_dir_keeps_its_token(tmp_path):
+    config = simulation_config(
+        fast_config(tmp_path), model=None, fast=True, state_dir=tmp_path / "sim", images=tmp_path
+    )
+    first, note = with_web(config, "127.0.0.1:0", tmp_path / "no-bin-token")
+    token = first.web.token_file.read_text().strip()
+    assert note == f"token {token}" and first.images.save and first.web.listen == "127.0.0.1:0"
+    again, note = with_web(config, "127.0.0.1:0", tmp_path / "no-bin-token")
+    assert note == f"token in {tmp_path / 'sim' / 'web-token'}"
+    assert again.web.token_file.read_text().strip() == token

@@ -80,6 +80,7 @@ def test_a_relabel_on_the_page_reaches_the_event_log(make_bin, tmp_path: Path, b
             )
         )
         assert browser.find_element(By.ID, "model").text == b.daemon.model_version
+        assert browser.find_element(By.ID, "reference").text.startswith("not set: run 'smartbin calibrate'")
         rows = {
             r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[2].text
             for r in browser.find_elements(By.CSS_SELECTOR, "#counts tbody tr")

@@ -81,7 +81,7 @@ def calibrate(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def sort_and_show_status(tmp_path: Path, config: Path, state: Path, frames: list[np.ndarray]) -> list[str]:
-    """Simulate items on the calibrated bin's state dir; every item sorted; status' warning lines."""
+    """Simulate items on the bin's state dir; every item is classified; ``smartbin status``' lines."""
     items = write(tmp_path / "items", frames)
     result = run_smartbin(
         "simulate", "--config", config, "--images", items, "--state-dir", state, "--fast", "--json"
@@ -89,8 +89,11 @@ def sort_and_show_status(tmp_path: Path, config: Path, state: Path, frames: list
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(events) == len(frames) and all(e["label"] is not None for e in events)
-    status = run_smartbin("status", "--config", config)  # not running any more: exit 1, but it shows
-    return [line for line in status.stdout.splitlines() if line.startswith("warning:")]
+    return run_smartbin("status", "--config", config).stdout.splitlines()  # stopped: exit 1, but it shows
+
+
+def warnings(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("warning:")]
 
 
 @pytest.mark.parametrize(
@@ -118,5 +121,16 @@ def test_a_corrupt_reference_still_sorts_with_a_warning(tmp_path, damage, fragme
 def test_a_reference_of_another_size_still_sorts_with_a_warning(tmp_path):
     config, state = calibrate(tmp_path)
     red = np.full((240, 320, 3), (220, 30, 30), np.uint8)
-    warnings = sort_and_show_status(tmp_path, config, state, [red])
-    assert any("160x120 but the camera gives 320x240 frames" in w for w in warnings), warnings
+    lines = sort_and_show_status(tmp_path, config, state, [red])
+    assert any("160x120 but the camera gives 320x240 frames" in w for w in warnings(lines)), lines
+
+
+def test_without_a_reference_status_says_none_is_set(tmp_path):
+    config = bin_config(tmp_path, tmp_path / "empty")
+    red = np.full((*SIZE, 3), (220, 30, 30), np.uint8)
+    lines = sort_and_show_status(tmp_path, config, tmp_path / "state", [red])
+    assert (
+        "empty:    no empty reference is set; 'smartbin calibrate' sets one (lid closed, chamber empty)"
+        in lines
+    )
+    assert warnings(lines) == []

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from .conftest import MODELS, assert_one_line_error, run_smartbin
+from .conftest import MODELS, assert_one_line_error, mounted_tmpfs, run_smartbin
 
 RED = (30, 30, 220)  # BGR: "can" for the colour test models
 
@@ -220,18 +220,9 @@ def test_photos_dir_under_a_file_is_fine_while_photos_are_not_saved(tmp_path):
 
 @pytest.fixture
 def read_only(tmp_path: Path) -> Iterator[Path]:
-    """A read-only tmpfs (root with mount rights only; skipped elsewhere): a folder nobody can write."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
+    """A read-only tmpfs: a folder nobody can write."""
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=64k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def test_a_state_dir_this_user_cannot_write_is_a_warning(tmp_path, read_only):

@@ -36,7 +36,7 @@ from smartbin.device.daemon import Daemon
 from smartbin.device.errors import SmartbinError
 from smartbin.device.notify import Notifier
 
-from .conftest import MODELS, assert_one_line_error, run_smartbin
+from .conftest import MODELS, assert_one_line_error, mounted_tmpfs, run_smartbin
 
 TIMEOUT = 60
 SMARTBIN = [sys.executable, "-m", "smartbin.device.cli"]
@@ -305,18 +305,9 @@ def test_a_record_that_cannot_be_written_shows_in_status(tmp_path, capsys):
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs (root with mount rights only; skipped elsewhere)."""
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
+    """A 512 KiB tmpfs."""
+    with mounted_tmpfs(tmp_path / "tmpfs", "size=512k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def fill(directory: Path) -> Path:

@@ -87,8 +87,19 @@ def test_simulate_web_serves_until_ctrl_c(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    config = config_with(tmp_path, "")  # its state_dir is the simulation's
+    command = [
+        "simulate",
+        "--fast",
+        "--web",
+        f"127.0.0.1:{port}",
+        "--config",
+        config,
+        "--state-dir",
+        tmp_path / "state",
+    ]
     sim = subprocess.Popen(
-        [sys.executable, "-m", "smartbin.device.cli", "simulate", "--fast", "--web", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "smartbin.device.cli", *map(str, command)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,6 +117,8 @@ def test_simulate_web_serves_until_ctrl_c(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as response:
             status = json.load(response)
         assert status["items"] == 12 and status["state"] == "ready"
+        shown = run_smartbin("status", "--config", config)
+        assert f"\nweb:      http://127.0.0.1:{port}/\n" in shown.stdout, shown.stdout
         sim.send_signal(signal.SIGINT)
         _, err = sim.communicate(timeout=30)
     finally:

@@ -33,8 +33,10 @@ function showStatus(st) {
   $("state").className = "pill" + (st.busy ? " busy" : "");
   $("model").textContent = st.model_version || "–";
   $("uptime").textContent = uptime(st.uptime_s) + " · " + st.items + " items since start";
-  const reference = st.empty_reference || st.chamber || st.empty;
-  $("reference").textContent = reference == null ? "–" : reference.set ? "set" + (reference.taken ? " (" + reference.taken.slice(0, 16) + ")" : "") : "not set: run 'smartbin calibrate'";
+  const reference = st.empty_reference;  // absent: a daemon without the empty check
+  $("reference").textContent = !("empty_reference" in st) ? "–"
+    : reference && reference.set ? "set" + (reference.taken ? " (" + reference.taken.slice(0, 16).replace("T", " ") + ")" : "")
+    : "not set: run 'smartbin calibrate'" + (reference && reference.problem ? " (" + reference.problem + ")" : "");
   const rows = [];
   const fill = st.fill || {};
   for (const [name, total] of Object.entries(st.counts.total)) {
