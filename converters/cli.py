@@ -7,7 +7,7 @@ import argparse
 import json
 import logging
 
-from smartbin.device.arguments import positive_int
+from smartbin.device.arguments import thread_count
 
 from . import QUANTIZATIONS
 
@@ -101,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version", help="bundle version (default: <name>-<date>-<sha256[:8]>)")
     p.add_argument("--name", help="bundle name (default: <backbone>-<quantisation>)")
     p.add_argument(
-        "--threads", type=positive_int, metavar="N", help="interpreter threads for the parity check"
+        "--threads", type=thread_count, metavar="N", help="interpreter threads for the parity check"
     )
     p.set_defaults(func=_convert, left_on_interrupt="{out} left as it was")
 
@@ -120,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
-        "--threads", type=positive_int, metavar="N", help="interpreter threads (default: the runtime's)"
+        "--threads", type=thread_count, metavar="N", help="interpreter threads (default: the runtime's)"
     )
     p.add_argument(
         "--out",

@@ -62,7 +62,7 @@ def scan_labelled(data_dir: str | Path, labels: tuple[str, ...]) -> LabelledImag
         items += [(p, label) for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not items:
         raise SmartbinError(
-            f"{data_dir}: no photos in sub-folders named after the bundle's labels {list(labels)}; "
+            f"{data_dir}: no photos in sub-folders named after the bundle's labels ({', '.join(labels)}); "
             "put each class's photos in DATA_DIR/<label>/"
         )
     return LabelledImages(items, notes)

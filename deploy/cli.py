@@ -117,7 +117,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from smartbin.device.errors import SmartbinError
     from smartbin.device.files import check_out_dir, dir_problem
     from smartbin.training.backbones import BACKBONES
-    from smartbin.training.cli import _class_list
+    from smartbin.training.cli import class_list
 
     from .fleet import parse_hosts
     from .retrain import RetrainOptions, retrain
@@ -147,7 +147,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         base_sets=args.base,
         work=args.work,
         train=train,
-        classes=_class_list(args.classes),
+        classes=class_list(args.classes),
         max_drop=args.max_drop,
         max_base_drop=args.max_base_drop,
         dry_run=args.dry_run,

@@ -7,6 +7,7 @@ short human summary, and fails with one ``smartbin: error:`` line.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from typing import Any
 
 from smartbin.device.arguments import non_negative_int
 from smartbin.device.config import Config, default_config_path, load_config
-from smartbin.device.errors import SmartbinError
+from smartbin.device.errors import SmartbinError, os_error_message
 from smartbin.device.store import ModelStore, Switch, verify_bundle
 
 
@@ -159,15 +160,18 @@ def cmd_export_events(args: argparse.Namespace) -> int:
     return 0
 
 
+_DENIED = (errno.EACCES, errno.EPERM)
+
+
 def _os_errors_as_one_line(func: Any) -> Any:
     def handler(args: argparse.Namespace) -> int:
         try:
             return func(args)
+        except BrokenPipeError:
+            raise  # the reader left ('smartbin store list | head'): the CLI stops quietly
         except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise SmartbinError(
-                f"{where}{exc.strerror or exc}; run as root or as a member of the model store's group"
-            ) from None
+            hint = "; run as root or as a member of the model store's group" if exc.errno in _DENIED else ""
+            raise SmartbinError(f"{os_error_message(exc)}{hint}") from None
 
     return handler
 

@@ -12,6 +12,14 @@ def positive_int(text: str) -> int:
     return _int_at_least(text, 1)
 
 
+def thread_count(text: str) -> int:
+    """Interpreter threads: 1-64, as ``classifier.threads`` in the config."""
+    value = _int_at_least(text, 1)
+    if value > 64:
+        raise argparse.ArgumentTypeError(f"expected a thread count 1-64, got {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """A whole number of 0 or more (counts where 0 means none)."""
     return _int_at_least(text, 0)

@@ -14,6 +14,17 @@ from typing import Any
 from .arguments import positive_int
 
 FRAME_GAP_S = 0.1  # between calibration frames of a live camera: something moving shows as unsteady
+MIN_FRAMES = 3  # a median of fewer says little
+
+
+def frame_count(text: str) -> int:
+    """``--frames``: a whole number of :data:`MIN_FRAMES` or more."""
+    value = positive_int(text)
+    if value < MIN_FRAMES:
+        raise argparse.ArgumentTypeError(
+            f"must be {MIN_FRAMES} or more (a median of fewer says little), got {value}"
+        )
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="config file (default: $SMARTBIN_CONFIG, else /etc/smartbin/config.toml if it exists, else built-in defaults)",
     )
-    p.add_argument("--frames", type=positive_int, default=5, metavar="N", help="frames to take (default 5)")
+    p.add_argument(
+        "--frames", type=frame_count, default=5, metavar="N", help="frames to take (3 or more, default 5)"
+    )
     p.set_defaults(func=cmd_calibrate, left_on_interrupt="the empty reference was not changed")
 
 
@@ -44,8 +57,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .lock import StateDirLock
 
     config = load_config(args.config if args.config is not None else default_config_path())
-    if args.frames < 3:
-        raise SmartbinError(f"--frames must be 3 or more (a median of fewer says little), got {args.frames}")
     state_dir = config.paths.state_dir
     lock = StateDirLock(state_dir)
     try:

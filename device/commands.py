@@ -7,13 +7,15 @@ so ``smartbin --help`` and ``smartbin status`` start fast on a Pi.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import host_port, positive_int
+from .arguments import host_port, thread_count
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_config(p)
     p.add_argument(
-        "--threads", type=positive_int, default=None, help="interpreter threads (default: the config's)"
+        "--threads", type=thread_count, default=None, help="interpreter threads (default: the config's)"
     )
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.set_defaults(func=cmd_classify, left_on_interrupt="nothing was written")
@@ -286,7 +288,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from .errors import SmartbinError
-    from .state import pid_alive, read_status, state_dir_problem
+    from .state import bad_status_field, pid_alive, read_status, state_dir_problem
 
     state_dir = _load(args).paths.state_dir
     status = read_status(state_dir)
@@ -302,16 +304,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     running = status.get("state") not in ("stopped", None) and pid_alive(pid)
     started = datetime.fromisoformat(status["started"])
     live, free = _live_warnings(state_dir, status.get("updated"))
-    status |= {
-        "running": running,
-        "uptime_s": round((datetime.now(UTC) - started).total_seconds(), 1) if running else None,
-        "disk_free_bytes": free,
-        "warnings": [*(status.get("warnings") or []), *live],
-    }
-    if args.json:
-        print(json.dumps(status, indent=1))
-    else:
-        _print_status(status)
+    shown = io.StringIO()  # all or nothing: a field of the wrong kind prints no half status
+    try:
+        status |= {
+            "running": running,
+            "uptime_s": round((datetime.now(UTC) - started).total_seconds(), 1) if running else None,
+            "disk_free_bytes": free,
+            "warnings": [*(status.get("warnings") or []), *live],
+        }
+        with contextlib.redirect_stdout(shown):
+            if args.json:
+                print(json.dumps(status, indent=1))
+            else:
+                _print_status(status)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a hand-edited or damaged file
+        raise bad_status_field(state_dir, exc) from exc
+    print(shown.getvalue(), end="")
     if not running:
         why = (
             f"it stopped at {status.get('updated')}"

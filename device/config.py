@@ -785,8 +785,12 @@ def load_config(path: Path | str | None) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file; 'smartbin config example' prints one") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({os_error_reason(exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path}: cannot read the config file (not UTF-8 text); write it as UTF-8 TOML"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

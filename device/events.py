@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     event_id INTEGER NOT NULL REFERENCES events(id),
     label TEXT NOT NULL,         -- what the item really was
     old_label TEXT,              -- the label before this review: the model's, or the last review's
-    who TEXT NOT NULL,           -- who said so (e.g. 'web', 'cli')
+    who TEXT NOT NULL,           -- who said so (e.g. 'web 192.168.1.23')
     at TEXT NOT NULL             -- when, ISO 8601 UTC
 );
 CREATE INDEX IF NOT EXISTS reviews_by_event ON reviews(event_id);
@@ -144,9 +144,11 @@ def _add_new_columns(db: sqlite3.Connection) -> None:
 def add_review(db: sqlite3.Connection, event_id: int, label: str, who: str, at: str) -> dict[str, Any]:
     """Record that event ``event_id`` was really ``label``; returns the review. KeyError: no such event.
 
-    One transaction: the old label is read and the review written with nothing in between.
+    One write transaction, taken before the old label is read: a review written meanwhile by
+    another connection is either before it (and is its old label) or waits for it.
     """
     with db:
+        db.execute("BEGIN IMMEDIATE")
         row = db.execute(
             "SELECT e.label, (SELECT r.label FROM reviews r WHERE r.event_id = e.id ORDER BY r.id DESC LIMIT 1)"
             " FROM events e WHERE e.id = ?",

@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .config import NO_COMPARTMENT, Config, MqttConfig
 from .decision import EMPTY as EMPTY_CHAMBER
-from .decision import LOW_CONFIDENCE, NO_FRAME, UNKNOWN_LABEL, UNMAPPED, capture_fault
+from .decision import LOW_CONFIDENCE, NO_FRAME, UNKNOWN_LABEL, UNMAPPED, capture_fault, full_compartment
 from .events import ItemEvent
 
 # event_type values besides the labels that go to a compartment
@@ -76,30 +77,37 @@ def slug(name: str) -> str:
     return f"{cleaned or 'x'}_{hashlib.sha1(name.encode()).hexdigest()[:6]}"
 
 
-def sorted_labels(config: Config) -> list[str]:
-    """The labels that go to a compartment of their own (their event_type is the label)."""
-    return [label for label, target in config.sorting.labels.items() if target != NO_COMPARTMENT]
+def sorted_labels(config: Config) -> dict[str, str]:
+    """The labels that go to a compartment of their own (their event_type is the label), each
+    with its compartment."""
+    return {label: target for label, target in config.sorting.labels.items() if target != NO_COMPARTMENT}
 
 
 def event_types(config: Config) -> list[str]:
     return list(dict.fromkeys([*sorted_labels(config), EMPTY, UNSURE, FAULT]))
 
 
-def event_type(event: ItemEvent, labels: list[str]) -> str:
+def event_type(event: ItemEvent, labels: Mapping[str, str]) -> str:
     """The label of a sorted item; ``empty`` (a label that moves nothing, e.g. an empty bin),
     ``unsure`` (low confidence, a label the config does not know) or ``fault`` (no frame, a servo
-    failure). ``labels`` are :func:`sorted_labels`; an item that went elsewhere for another reason
-    (e.g. a full compartment) keeps its label, and the event's ``reason`` says why."""
+    failure). ``labels`` are :func:`sorted_labels`. An item whose own compartment was full keeps
+    its label (the event's ``reason`` says why); one held because the fallback was full is
+    ``unsure``, or ``fault`` when nothing could be classified."""
     if event.reason == NO_FRAME or capture_fault(event.reason) or (event.error and "servo:" in event.error):
         return FAULT
     if event.reason in (UNMAPPED, EMPTY_CHAMBER):
         return EMPTY
+    if event.label is None:  # nothing classified: no frame or a capture fault, then the fallback full
+        return FAULT
     if event.reason in (LOW_CONFIDENCE, UNKNOWN_LABEL) or event.label not in labels:
+        return UNSURE
+    full = full_compartment(event.reason)
+    if full is not None and labels[event.label] != full:  # it was for the fallback: low confidence
         return UNSURE
     return event.label
 
 
-def event_payload(event: ItemEvent, labels: list[str]) -> dict[str, Any]:
+def event_payload(event: ItemEvent, labels: Mapping[str, str]) -> dict[str, Any]:
     return {
         "event_type": event_type(event, labels),
         "label": event.label,
@@ -193,6 +201,8 @@ def discovery_payload(config: Config) -> dict[str, Any]:
             state_class="total_increasing",
             icon="mdi:counter",
         )
+        if compartment not in config.fill:  # no sensor, no entities that would only say "unknown"
+            continue
         cmps[f"fill_{key}"] = _entity(
             "sensor",
             mqtt,
@@ -238,10 +248,10 @@ def discovery_payload(config: Config) -> dict[str, Any]:
 
 
 def fill_levels(config: Config, status_fill: Any) -> dict[str, dict[str, Any]]:
-    """``{compartment: {"percent", "full"}}`` for every compartment: null where no sensor says."""
+    """``{compartment: {"percent", "full"}}`` for every compartment with a sensor: null while it cannot say."""
     given = status_fill if isinstance(status_fill, dict) else {}
     out = {}
-    for compartment in config.compartments:
+    for compartment in config.fill:
         entry = given.get(compartment) if isinstance(given.get(compartment), dict) else {}
         percent, full = entry.get("percent"), entry.get("full")
         known = percent is not None or bool(full)

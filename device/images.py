@@ -19,8 +19,7 @@ What a file becomes (an ``H x W x 3`` ``uint8`` RGB array):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -65,7 +64,10 @@ def decode_image(path: str | Path) -> np.ndarray:
         raise ImageError(
             f"image {path} is a truncated JPEG (it has no end marker); copy it again or delete it"
         )
-    with _opencv_quiet(), native_stderr_silenced():  # and libjpeg's "Corrupt JPEG data: ..."
+    # OpenCV's decoder warnings ("PNG input buffer is incomplete") and libjpeg's "Corrupt JPEG data"
+    # go straight to file descriptor 2; cv2.utils.logging, which could mute the first, is not in every
+    # OpenCV a Pi gets (4.11 lacks it).
+    with native_stderr_silenced():
         colour = _imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # oriented, alpha dropped
         raw = _imdecode(data, cv2.IMREAD_UNCHANGED) if _may_have_alpha(data) else None
     if colour is None:
@@ -136,18 +138,6 @@ def _imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
         return cv2.imdecode(data, flags)
     except cv2.error:
         return None
-
-
-@contextmanager
-def _opencv_quiet() -> Iterator[None]:
-    """Keep OpenCV's decoder warnings ("PNG input buffer is incomplete") off the user's terminal."""
-    logging = cv2.utils.logging
-    level = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        logging.setLogLevel(level)
 
 
 def _alpha_turned_like(raw: np.ndarray, colour: np.ndarray, path: str | Path) -> np.ndarray:

@@ -13,6 +13,7 @@ daemon's reading after each such item, so every line shows the level the next it
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import statistics
@@ -268,7 +269,8 @@ def simulate(
                 summary.review_page = f"review page at {_page_url(daemon)} ({token_note}); Ctrl-C stops it"
             _drive(lid_pin, not closed)
             levels = fill.next_reading(timeout) if fill is not None else None
-            for image in paths * repeat:
+            in_turn = itertools.chain.from_iterable(itertools.repeat(paths, repeat))  # N may be huge
+            for image in in_turn:
                 if fill is not None:
                     fill.forget_readings()  # a reading from before this item is not the one after it
                 _drive(lid_pin, closed)

@@ -57,9 +57,15 @@ def read_status(state_dir: Path) -> dict[str, Any] | None:
             f"{path} is not a status file (a JSON {type(status).__name__}, not an object); {_REWRITTEN}"
         )
     pid, started = status.get("pid"), status.get("started")
-    if not isinstance(pid, int) or not isinstance(started, str) or not _is_time(started):
+    if type(pid) is not int or pid < 1 or not isinstance(started, str) or not _is_time(started):
         raise SmartbinError(f"{path} is not a status file (no pid or start time); {_REWRITTEN}")
     return status
+
+
+def bad_status_field(state_dir: Path, exc: Exception) -> SmartbinError:
+    """A status.json whose pid and start time are fine but another field is not what the daemon writes."""
+    what = f"no field {exc}" if isinstance(exc, KeyError) else f"a field of the wrong kind: {exc}"
+    return SmartbinError(f"{state_dir / STATUS_NAME} is not a status file ({what}); {_REWRITTEN}")
 
 
 def _is_time(text: str) -> bool:
@@ -77,7 +83,11 @@ def _nearest_existing(path: Path) -> Path:
 
 def state_dir_problem(state_dir: Path) -> str | None:
     """Why a daemon could not write in ``state_dir`` ('not a directory', 'read-only file system',
-    'permission denied'), or None when it could (creating it if need be)."""
+    'permission denied'), or None when it could (creating it if need be).
+
+    "Permission denied" is judged for this user only when it owns the folder: another user
+    (a deployer in the smartbin group) cannot tell whether the daemon's own user may write there.
+    """
     probe = _nearest_existing(state_dir)
     if not probe.is_dir():
         return f"{probe} is not a directory"
@@ -85,6 +95,8 @@ def state_dir_problem(state_dir: Path) -> str | None:
         return None
     if os.statvfs(probe).f_flag & os.ST_RDONLY:
         return f"{probe} is on a read-only file system"
+    if probe.stat().st_uid != os.geteuid():
+        return None
     return f"{probe}: permission denied"
 
 

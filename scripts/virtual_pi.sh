@@ -188,12 +188,15 @@ EOF
 
 pi() { ssh -F "$SSH_CONFIG" vpi "$@"; }
 
-# pip's HTTP cache stays empty behind a proxy that marks responses no-store: keep the wheels
-# bootstrap installed, for the next run's pip (find-links in /etc/pip.conf).
+# pip's HTTP cache stays empty behind a proxy that marks responses no-store: keep the wheels that
+# bootstrap installed (those not kept yet), for the next run's pip (find-links in /etc/pip.conf).
 save_wheels() {
-    say "   keeping the wheels for the next run"
-    pi 'cd /tmp && sudo -n sh -c "/opt/smartbin/venv/bin/pip download -q -d /var/cache/pip/wheels \
-        \$(/opt/smartbin/venv/bin/pip freeze --local --exclude smartbin)"' ||
+    pi 'cd /tmp && missing=
+        for req in $(/opt/smartbin/venv/bin/pip freeze --local --exclude smartbin 2>/dev/null); do
+            name=$(echo "${req%%==*}" | tr "A-Z.-" "a-z__")
+            ls /var/cache/pip/wheels | grep -qi "^$name-${req#*==}-" || missing="$missing $req"
+        done
+        [ -z "$missing" ] || sudo -n /opt/smartbin/venv/bin/pip download -q --no-deps -d /var/cache/pip/wheels $missing' ||
         say "   (could not keep the wheels for the next run; carrying on)"
 }
 

@@ -203,13 +203,13 @@ def _train(args: argparse.Namespace) -> int:
         raise SmartbinError(
             f"--paste-backgrounds {args.paste_backgrounds} is out of range; use a probability from 0 (off) to 1"
         )
-    if args.input_size < 32:
+    if not 32 <= args.input_size <= 1024:  # a larger side would not fit in memory nor on a Pi
         raise SmartbinError(
-            f"--input-size {args.input_size} is too small; use 32 or more (224 for ImageNet weights)"
+            f"--input-size {args.input_size} is out of range; use 32 to 1024 (224 for ImageNet weights)"
         )
     if not 0.0 <= args.label_smoothing < 1.0:
         raise SmartbinError(f"--label-smoothing {args.label_smoothing} is out of range; use 0 (off) to 0.3")
-    if not args.mixup >= 0.0:  # NaN too
+    if not 0.0 <= args.mixup < float("inf"):  # NaN too
         raise SmartbinError(f"--mixup {args.mixup} is out of range; use 0 (off) or an alpha such as 0.2")
     if not 0 <= args.seed < 2**32:  # NumPy's and Keras's seeds are unsigned 32-bit
         raise SmartbinError(f"--seed {args.seed} is out of range; use 0 to {2**32 - 1}")
@@ -223,7 +223,7 @@ def _train(args: argparse.Namespace) -> int:
             raise SmartbinError(
                 f"{data_dir}: {problem}; give a data folder with one sub-folder of photos per class"
             )
-    classes = _class_list(args.classes)
+    classes = class_list(args.classes)
     check_run_out(args.out, overwrite=args.overwrite)
     from .dataset import scan_dataset
 
@@ -295,7 +295,8 @@ def _floor_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def _class_list(text: str | None) -> list[str] | None:
+def class_list(text: str | None) -> list[str] | None:
+    """``--classes can,glass,plastic`` as a list (None when not given); train and retrain share it."""
     if text is None:
         return None
     from smartbin.device.errors import SmartbinError

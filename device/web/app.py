@@ -43,6 +43,14 @@ def review_labels(config: Config) -> list[str]:
     return [*own, *REVIEW_EXTRA_LABELS]
 
 
+def reviewer(request: bottle.BaseRequest) -> str:
+    """Who relabels, as far as one shared token can tell: ``web <the client's address>``.
+
+    The peer's address: waitress drops forwarding headers from peers it does not trust.
+    """
+    return f"web {request.environ.get('REMOTE_ADDR') or 'unknown'}"
+
+
 class ApiError(bottle.HTTPResponse):
     def __init__(self, status: int, message: str, **headers: str) -> None:
         super().__init__(json.dumps({"error": message}), status, **headers)
@@ -105,6 +113,7 @@ def make_app(
             **status,
             "uptime_s": round(uptime, 1) if uptime is not None else None,
             "counts": tally["compartments"],
+            "faults": tally["faults"],
             "threshold": config.sorting.threshold,
             "review_labels": labels,
         }
@@ -163,7 +172,7 @@ def make_app(
         label = _label_from_body(labels)
         connection = db(write=True)
         try:
-            review = add_review(connection, event_id, label, "web", now_iso())
+            review = add_review(connection, event_id, label, reviewer(bottle.request), now_iso())
         except KeyError:
             raise ApiError(404, f"no event {event_id}") from None
         except sqlite3.Error as exc:

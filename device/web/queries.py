@@ -21,12 +21,13 @@ _LAST_REVIEW = """
     WHERE r.id IN (SELECT MAX(id) FROM reviews GROUP BY event_id)
 """
 _EVENT_COLUMNS = (
-    "e.id, e.ts, e.label, e.confidence, e.scores, e.compartment, e.reason, e.model_version, "
-    "e.capture_ms, e.inference_ms, e.latency_ms, e.cycle_ms, e.image_path, e.error"
+    "e.id, e.ts, e.label, e.confidence, e.scores, e.compartment, e.reason, e.model_version, e.frames, "
+    "e.capture_ms, e.inference_ms, e.latency_ms, e.cycle_ms, e.image_path, e.error, e.box"
 )
 _WHERE = {
     "uncertain": "e.confidence < :threshold",
-    "wrong": "r.label IS NOT NULL AND r.label IS NOT e.label",
+    # what the bin said: its label, or "empty" for a closing the empty check found empty
+    "wrong": "r.label IS NOT NULL AND r.label IS NOT COALESCE(e.label, CASE e.reason WHEN 'empty' THEN 'empty' END)",
     "unreviewed": "r.event_id IS NULL",
 }
 
@@ -61,6 +62,7 @@ def list_events(
 def _event(row: sqlite3.Row) -> dict[str, Any]:
     event = {key: value for key, value in dict(row).items() if not key.startswith("review_")}
     event["scores"] = json.loads(event["scores"] or "{}")
+    event["box"] = json.loads(event["box"] or "null")
     event["photo"] = event.pop("image_path") is not None
     event["review"] = (
         {key: row[f"review_{key}"] for key in ("label", "old_label", "who", "at")}

@@ -85,8 +85,7 @@ def test_evaluate_needs_folders_named_after_labels(int8_bundle, tmp_path, capsys
     assert main(["evaluate", str(int8_bundle), str(tmp_path / "photos"), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert (
-        err.startswith("smartbin: error:")
-        and "named after the bundle's labels ['can', 'glass', 'plastic']" in err
+        err.startswith("smartbin: error:") and "named after the bundle's labels (can, glass, plastic)" in err
     )
     assert not (tmp_path / "r").exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from datetime import UTC, datetime
 
 import numpy as np
@@ -117,3 +118,29 @@ def test_reviews_keep_the_old_label_and_the_newest_wins(tmp_path):
         add_review(db, 99, "can", "web", "2026-12-01T10:03:00.000+00:00")
     assert db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 3
     db.close()
+
+
+def test_a_review_reads_the_old_label_inside_its_own_write(tmp_path):
+    """Two people relabel one item at once: the second review's old label is the first's."""
+    path = tmp_path / "events.db"
+    log = EventLog(path)
+    item = log.record(event("can", "can"))
+    log.close()
+    first = sqlite3.connect(path)
+    first.execute("BEGIN IMMEDIATE")  # the first review holds the write lock, not committed yet
+    first.execute(
+        "INSERT INTO reviews (event_id, label, old_label, who, at) VALUES (?, 'glass', 'can', 'a', 't')",
+        (item,),
+    )
+    second = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    began = threading.Event()
+    second.set_trace_callback(lambda sql: began.set() if sql.lstrip().upper().startswith("BEGIN") else None)
+    result: list[dict] = []
+    thread = threading.Thread(target=lambda: result.append(add_review(second, item, "plastic", "b", "t")))
+    thread.start()
+    assert began.wait(10)  # the second review has started its write: what it read before that is read
+    first.commit()
+    thread.join(10)
+    assert result[0]["old_label"] == "glass"
+    first.close()
+    second.close()

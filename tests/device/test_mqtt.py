@@ -75,7 +75,12 @@ def topics_named(payload: dict) -> set[str]:
 def test_discovery_names_entities_home_assistant_accepts_and_only_topics_that_are_published(
     tmp_path, broker, subscriber, make_bin
 ):
-    config = mqtt_config(tmp_path, broker, photo=True)
+    config = fast_config(
+        tmp_path,
+        mqtt={"host": "127.0.0.1", "port": broker.port, "bin_id": "t1", "photo": True},
+        images={"save": True},
+        fill={"can": {"echo": 20, "trigger": 21, "empty_cm": 60, "full_cm": 10}},
+    )
     with make_bin("red", "grey", "blue", config=config, observers=[MqttObserver(config)]) as b:
         events = [b.item() for _ in range(3)]
         subscriber.wait_for(f"{BASE}/event", 3)
@@ -96,9 +101,11 @@ def test_discovery_names_entities_home_assistant_accepts_and_only_topics_that_ar
     for c in components:
         by_platform.setdefault(c["p"], []).append(c)
     assert len(by_platform["event"]) == 1 and len(by_platform["image"]) == 1
-    compartments = list(config.compartments)
-    assert sum(c.get("device_class") == "problem" for c in by_platform["binary_sensor"]) == len(compartments)
-    assert sum(c.get("unit_of_measurement") == "%" for c in by_platform["sensor"]) == len(compartments) + 1
+    # fill level and "full" for the one compartment with a sensor; none for the others
+    assert [c["unique_id"] for c in by_platform["binary_sensor"] if c.get("device_class") == "problem"] == [
+        "smartbin_t1_full_can"
+    ]
+    assert sum(c.get("unit_of_measurement") == "%" for c in by_platform["sensor"]) == 2  # + last confidence
     assert any(c.get("entity_category") == "diagnostic" for c in by_platform["sensor"])
 
     # the event entity knows every event_type the bin sends
@@ -118,7 +125,7 @@ def test_discovery_names_entities_home_assistant_accepts_and_only_topics_that_ar
         for name in re.findall(r"value_json\.by_compartment\[\"([^\"]+)\"\]", c.get("value_template", "")):
             assert name in state["by_compartment"]
     assert state["by_compartment"] == {"can": 1, "glass": 0, "plastic": 1, "other": 1, "none": 0}
-    assert state["fill"]["can"] == {"percent": None, "full": None}  # no fill sensor: unknown
+    assert state["fill"] == {"can": {"percent": None, "full": None}}  # a sensor without echo: unknown
 
 
 def until_state(subscriber: Subscriber, **expected) -> dict:
@@ -161,6 +168,24 @@ def test_one_event_per_item_in_order_and_retained_state_and_availability(tmp_pat
     assert after.wait_for(f"{BASE}/availability")[0].payload == b"offline"
     after.close()
     live.close()
+
+
+def test_state_waits_out_its_interval_and_the_last_one_goes_out_at_a_clean_stop(
+    tmp_path, broker, subscriber, make_bin, monkeypatch
+):
+    assert mqtt_module.STATE_INTERVAL_S == 1.0  # "at most once per second"
+    monkeypatch.setattr(mqtt_module, "STATE_INTERVAL_S", 3600.0)  # longer than the test: none is due
+    config = mqtt_config(tmp_path, broker)
+    observer = MqttObserver(config)
+    with make_bin("red", "green", "blue", "red", config=config, observers=[observer]) as b:
+        assert json.loads(subscriber.wait_for(f"{BASE}/state")[0].payload)["items"] == 0  # on connect
+        for _ in range(4):
+            b.item()
+        subscriber.wait_for(f"{BASE}/event", 4)  # published after any state due in the same turn
+        time.sleep(0.2)
+        assert len(subscriber.on(f"{BASE}/state")) == 1  # four changes, none published yet
+    states = payloads(subscriber.wait_for(f"{BASE}/state", 2))
+    assert len(states) == 2 and states[-1]["items"] == 4 and states[-1]["busy"] is False
 
 
 def test_home_assistant_coming_online_gets_the_discovery_again(tmp_path, broker, subscriber, make_bin):
@@ -354,7 +379,7 @@ def event(reason: str, label: str | None = "can", error: str | None = None) -> I
 def test_event_types_say_what_happened_to_the_item(tmp_path):
     config = fast_config(tmp_path)
     labels = sorted_labels(config)
-    assert labels == ["can", "glass", "plastic"]
+    assert labels == {"can": "can", "glass": "glass", "plastic": "plastic"}
     assert event_types(config) == ["can", "glass", "plastic", "empty", "unsure", "fault"]
     assert event_type(event("sorted"), labels) == "can"
     assert event_type(event("low_confidence"), labels) == "unsure"
@@ -364,3 +389,7 @@ def test_event_types_say_what_happened_to_the_item(tmp_path):
     assert event_type(event("sorted", error="servo: stuck"), labels) == "fault"
     assert event_type(event("sorted", error="image: disk full"), labels) == "can"  # sorted all the same
     assert event_type(event("full"), labels) == "can"  # another reason: the label, and the reason says why
+    assert event_type(event("held:can"), labels) == "can"  # its own compartment full: still its label
+    # for the fallback (not sure, or nothing classified), which was full: held, and not a "glass"
+    assert event_type(event("held:other", "glass"), labels) == "unsure"
+    assert event_type(event("held:other", None, "camera: 0 of 1 frames"), labels) == "fault"

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from smartbin.device.commands import make_observers
 from smartbin.device.events import EventLog, ImageStore, ItemEvent, add_review, reviewed_labels
 from smartbin.device.simulate import simulation_config, with_web
+from smartbin.device.web import queries
 from smartbin.device.web.observer import WebObserver
 
 from .conftest import fast_config
@@ -49,6 +50,7 @@ def test_status_counts_what_the_bin_sorted(sorted_bin):
     assert status["last_item"]["id"] == events[-1].id
     assert status["counts"]["total"] == {"can": 1, "glass": 1, "plastic": 0, "other": 1, "none": 0}
     assert status["counts"]["today"] == status["counts"]["total"]
+    assert status["faults"] == {}
     assert status["review_labels"] == ["can", "glass", "plastic", "not_trash", "empty"]
     assert status["threshold"] == b.config.sorting.threshold and status["uptime_s"] >= 0
     assert status["observers"]["web"]["url"] == http.base + "/"
@@ -62,12 +64,14 @@ def test_events_page_backwards_and_filter(sorted_bin):
     rest = http.json(f"/api/events?limit=2&before={first['next_before']}")
     assert [e["id"] for e in rest["events"]] == [events[0].id] and rest["next_before"] is None
     grey = first["events"][0]
-    assert (grey["reason"], grey["compartment"], grey["photo"], grey["review"]) == (
+    assert (grey["reason"], grey["compartment"], grey["photo"], grey["review"], grey["box"]) == (
         "low_confidence",
         "other",
         True,
         None,
+        None,  # no empty reference: no box
     )
+    assert grey["frames"] == 3 and "image_path" not in grey and "source" not in grey
     uncertain = http.json("/api/events?filter=uncertain")["events"]
     assert [e["id"] for e in uncertain] == [events[2].id]
     assert http.json("/api/events?filter=wrong")["events"] == []
@@ -114,7 +118,7 @@ def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
         "event_id": can,
         "label": "glass",
         "old_label": "can",
-        "who": "web",
+        "who": "web 127.0.0.1",  # the shared token tells no person: the client's address
         "at": None,
     }
     assert reviewed_labels(db) == {can: "glass"}
@@ -189,6 +193,42 @@ def test_counts_include_the_log_before_the_daemon_started(make_bin, tmp_path):
         assert page.json("/api/events/1/photo", expect=404) == {"error": "event 1: no photo was saved"}
     assert counts["total"] == {"can": 2, "glass": 1, "plastic": 0, "other": 0, "none": 1}
     assert counts["today"] == {"can": 1, "glass": 1, "plastic": 0, "other": 0, "none": 1}
+
+
+def test_an_event_lists_the_box_of_the_empty_check(tmp_path):
+    log = EventLog(tmp_path / "events.db")
+    log.record(
+        ItemEvent("ts", "can", 0.9, {"can": 0.9}, "can", "sorted", "m", 1, 1, 1, 1, box=(5, 6, 70, 80))
+    )
+    log.close()
+    db = queries.connect(tmp_path / "events.db")
+    (event,) = queries.list_events(db, limit=5, before=None, filter=None, threshold=0.6)
+    db.close()
+    assert event["box"] == [5, 6, 70, 80] and event["scores"] == {"can": 0.9}
+
+
+def test_an_empty_closing_confirmed_as_empty_is_not_wrong(tmp_path):
+    log = EventLog(tmp_path / "events.db")
+    confirmed, mistaken = (
+        log.record(ItemEvent("ts", None, None, {}, None, "empty", "m", 1, 1, 0, 1)) for _ in "ab"
+    )
+    add_review(log._db, confirmed, "empty", "test", "now")
+    add_review(log._db, mistaken, "can", "test", "now")  # a flat item the empty check missed
+    log.close()
+    db = queries.connect(tmp_path / "events.db")
+    wrong = queries.list_events(db, limit=5, before=None, filter="wrong", threshold=0.6)
+    db.close()
+    assert [e["id"] for e in wrong] == [mistaken]
+
+
+def test_status_counts_the_items_with_a_fault_by_kind(make_bin, tmp_path):
+    config = web_config(tmp_path)
+    observers = make_observers(config)
+    with make_bin("red", "green", config=config, observers=observers, faults={1: "raise"}) as b:
+        events = [b.item() for _ in range(2)]
+        status = wait_for_items(page_of(observers[0]), 2)
+    assert events[0].error.startswith("camera: recovered") and events[1].error is None
+    assert status["faults"] == {"camera": 1}
 
 
 def test_a_port_in_use_leaves_the_bin_sorting(make_bin, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from smartbin.device.commands import make_observers
-from smartbin.device.events import reviewed_labels
+from smartbin.device.events import EventLog, ItemEvent, reviewed_labels
 
 from .web_client import new_token, page_of, wait_for_items, web_config
 
@@ -81,6 +81,7 @@ def test_a_relabel_on_the_page_reaches_the_event_log(make_bin, tmp_path: Path, b
         )
         assert browser.find_element(By.ID, "model").text == b.daemon.model_version
         assert browser.find_element(By.ID, "reference").text.startswith("not set: run 'smartbin calibrate'")
+        assert browser.find_element(By.ID, "faults").text == "none since start"
         rows = {
             r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[2].text
             for r in browser.find_elements(By.CSS_SELECTOR, "#counts tbody tr")
@@ -133,3 +134,28 @@ def test_a_relabel_on_the_page_reaches_the_event_log(make_bin, tmp_path: Path, b
                 == [str(events[2].id), str(events[0].id)]
             )
         )
+
+
+def test_an_empty_closing_shows_as_empty_not_as_a_missing_frame(make_bin, tmp_path: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    config = web_config(tmp_path)
+    log = EventLog(config.paths.events_db)
+    ts = "2026-12-01T10:00:00.000+00:00"
+    empty = log.record(ItemEvent(ts, None, None, {}, None, "empty", "m", 1, 1, 0, 1))
+    black = log.record(
+        ItemEvent(ts, None, None, {}, "other", "capture:black", "m", 1, 1, 0, 1, error="capture: black")
+    )
+    log.close()
+    observers = make_observers(config)
+    with make_bin("red", config=config, observers=observers):
+        browser.get(page_of(observers[0]).base + "/")
+        WebDriverWait(browser, WAIT_S).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#items .item")) == 2
+        )
+        labels = {
+            int(card.get_attribute("data-id")): card.find_element(By.CSS_SELECTOR, ".label").text
+            for card in browser.find_elements(By.CSS_SELECTOR, "#items .item")
+        }
+    assert labels == {empty: "empty", black: "no frame"}

@@ -60,6 +60,9 @@ def test_calibrate_refuses_bad_frames_in_one_line(tmp_path, frames, fragments):
 def test_calibrate_with_too_few_photos_is_one_line(tmp_path):
     config = bin_config(tmp_path, write(tmp_path / "empty", [floor(), floor()]))
     assert_one_line_error(run_smartbin("calibrate", "--config", config), "no more images")
+    result = run_smartbin("calibrate", "--config", config, "--frames", "2")
+    assert result.returncode == 2
+    assert_one_line_error(result, "--frames", "must be 3 or more")
 
 
 def test_calibrate_refuses_while_a_daemon_owns_the_camera(tmp_path):

@@ -159,6 +159,11 @@ def test_a_run_directory_whose_files_are_folders(tmp_path):
         (("classify", SAMPLE, "--threads", "0"), ("--threads", "1 or more")),
         (("classify", SAMPLE, "--threads", "-3"), ("--threads", "1 or more")),
         (("classify", SAMPLE, "--threads", "two"), ("--threads", "whole number")),
+        (
+            ("classify", SAMPLE, "--threads", "99999999999"),
+            ("--threads", "1-64"),
+        ),  # not the interpreter's overflow
+        (("evaluate", BUNDLE, REPO, "--threads", "65"), ("--threads", "1-64")),
         (("evaluate", BUNDLE, REPO, "--threads", "0"), ("--threads",)),
         (("convert", "RUN", "--out", "B", "--threads", "-1"), ("--threads",)),
         (("train", "DATA", "--out", "RUN", "--batch-size", "0"), ("--batch-size",)),
@@ -187,6 +192,35 @@ def test_numbers_out_of_range_are_one_line(paths):
         argv = ("train", paths["folder"], "--out", paths["missing"], option, value)
         assert_one_line_error(run_smartbin(*argv), option, "out of range")
     assert not paths["missing"].exists()
+
+
+class _Enough(Exception):
+    pass
+
+
+def test_a_huge_repeat_starts_at_once_instead_of_running_out_of_memory(tmp_path):
+    """``simulate --repeat 10**15`` sorts item after item (Ctrl-C stops it), never lists them all first."""
+    from smartbin.device.config import parse_config
+    from smartbin.device.simulate import simulate
+
+    seen = []
+
+    def three_then_stop(item):
+        seen.append(item.image.name)
+        if len(seen) == 3:
+            raise _Enough
+
+    with pytest.raises(_Enough):
+        simulate(
+            parse_config({}),
+            images=SAMPLE,
+            model=BUNDLE,
+            fast=True,
+            repeat=10**15,
+            state_dir=tmp_path,
+            on_item=three_then_stop,
+        )
+    assert seen == [SAMPLE.name] * 3
 
 
 # --- numpy reprs --------------------------------------------------------------------------

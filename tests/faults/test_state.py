@@ -466,7 +466,32 @@ BAD_STATUS = {
     "no pid": (b'{"state": "ready", "started": "2026-11-22T10:00:00+00:00"}', "no pid or start time"),
     "a bad time": (b'{"pid": 1, "state": "ready", "started": "yesterday"}', "no pid or start time"),
     "not text": (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+    "a boolean pid": (b'{"pid": true, "started": "2026-11-22T10:00:00+00:00"}', "no pid or start time"),
 }
+
+_STARTED = b'"pid": 1, "state": "stopped", "started": "2026-11-22T10:00:00+00:00"'
+BAD_FIELDS = {
+    "warnings not a list": (b'{%s, "warnings": 5}' % _STARTED, "a field of the wrong kind"),
+    "a text confidence": (
+        b'{%s, "last_item": {"ts": "t", "label": "can", "confidence": "high", "compartment": "can", '
+        b'"reason": "sorted", "latency_ms": 3}}' % _STARTED,
+        "a field of the wrong kind",
+    ),
+    "an event log without recording": (
+        b'{%s, "event_log": {"path": "x"}}' % _STARTED,
+        "no field 'recording'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("data", "says"), BAD_FIELDS.values(), ids=BAD_FIELDS.keys())
+def test_a_status_file_with_a_field_of_the_wrong_kind_is_one_line_and_no_half_status(tmp_path, data, says):
+    config = write_config(tmp_path, tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "status.json").write_bytes(data)
+    result = run_smartbin("status", "--config", config)
+    assert_one_line_error(result, "status.json is not a status file", says, "the daemon rewrites it")
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize(("data", "says"), BAD_STATUS.values(), ids=BAD_STATUS.keys())

@@ -374,3 +374,36 @@ def test_store_clean_refuses_a_keep_that_is_not_a_count(tmp_path):
         errors = [line for line in result.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1 and "argument --keep" in errors[0] and keep in errors[0], result.stderr
     assert not (tmp_path / "models").exists()
+
+
+def test_store_list_into_a_reader_that_left_is_quiet(tmp_path):
+    """`smartbin store list | head` once head has gone: exit 1, nothing on stderr (no 'Broken pipe' error)."""
+    make_store(tmp_path / "models", load_config(None), [A])
+    read, write = os.pipe()
+    os.close(read)  # every write fails with EPIPE
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "smartbin.device.cli",
+                "store",
+                "list",
+                "--models-dir",
+                str(tmp_path / "models"),
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
+def test_a_store_under_a_file_says_not_a_directory_without_blaming_permissions(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = run_smartbin("store", "rollback", "--models-dir", tmp_path / "file" / "models")
+    line = assert_one_line_error(result, str(tmp_path / "file"))
+    assert "member of the model store's group" not in line

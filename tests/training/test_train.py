@@ -104,7 +104,9 @@ def test_cli_refuses_to_overwrite_a_run_and_keeps_it(
     [
         (["--backbone", "resnet"], "unknown backbone 'resnet'"),
         (["--strategy", "tpu"], "unknown strategy 'tpu'"),
-        (["--input-size", "8"], "--input-size 8 is too small"),
+        (["--input-size", "8"], "--input-size 8 is out of range; use 32 to 1024"),
+        (["--input-size", "99999999"], "--input-size 99999999 is out of range"),
+        (["--mixup", "inf"], "--mixup inf is out of range"),
         (
             ["--backbone", "mobilenet_v2", "--weights", "/nope.weights.h5"],
             "weights file /nope.weights.h5 not found",

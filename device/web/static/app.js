@@ -37,6 +37,9 @@ function showStatus(st) {
   $("reference").textContent = !("empty_reference" in st) ? "–"
     : reference && reference.set ? "set" + (reference.taken ? " (" + reference.taken.slice(0, 16).replace("T", " ") + ")" : "")
     : "not set: run 'smartbin calibrate'" + (reference && reference.problem ? " (" + reference.problem + ")" : "");
+  const faults = Object.entries(st.faults || {}).map(([kind, count]) => kind + " " + count);
+  $("faults").textContent = faults.length ? faults.join(", ") + " (items since start)" : "none since start";
+  $("faults").className = faults.length ? "fault" : "";
   const rows = [];
   const fill = st.fill || {};
   for (const [name, total] of Object.entries(st.counts.total)) {
@@ -57,13 +60,14 @@ function card(event) {
   const li = $("item").content.firstElementChild.cloneNode(true);
   li.dataset.id = event.id;
   const uncertain = event.confidence != null && event.confidence < status.threshold;
+  const said = event.label || (event.reason === "empty" ? "empty" : null);  // the bin's verdict
   const reviewed = event.review ? event.review.label : null;
   li.classList.toggle("uncertain", uncertain);
-  li.classList.toggle("wrong", reviewed != null && reviewed !== event.label);
+  li.classList.toggle("wrong", reviewed != null && reviewed !== said);
   const img = li.querySelector("img");
   if (event.photo) { img.src = "/api/events/" + event.id + "/photo?w=160"; img.alt = "item " + event.id; }
   else img.alt = "no photo";
-  li.querySelector(".label").textContent = event.label || "no frame";
+  li.querySelector(".label").textContent = said || "no frame";
   li.querySelector(".confidence").textContent = event.confidence == null ? "" : Math.round(event.confidence * 100) + "%";
   li.querySelector(".compartment").textContent = event.compartment || "no move";
   li.querySelector(".reason").textContent = event.reason + (event.error ? " (" + event.error + ")" : "");
