@@ -20,6 +20,14 @@ def thread_count(text: str) -> int:
     return value
 
 
+def event_count(text: str) -> int:
+    """How many events to show: 0 or more, and no more than SQLite's integers hold."""
+    value = _int_at_least(text, 0)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected a count below 2**63, got {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """A whole number of 0 or more (counts where 0 means none)."""
     return _int_at_least(text, 0)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import host_port, thread_count
+from .arguments import event_count, host_port, thread_count
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("events", help="recent items from the event log, and totals")
     _add_config(p)
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many recent events (default 20)")
+    p.add_argument(
+        "--limit", type=event_count, default=20, metavar="N", help="how many recent events (default 20)"
+    )
     p.add_argument("--json", action="store_true", help='one JSON object: {"events": [...], "totals": {...}}')
     p.set_defaults(func=cmd_events, left_on_interrupt="nothing was changed")
 
@@ -409,7 +411,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     if db.is_dir():
         raise SmartbinError(f"{db}: is a directory, not an event log; fix paths.events_db")
     try:
-        events, totals = read_events(db, limit=max(0, args.limit))
+        events, totals = read_events(db, limit=args.limit)
     except sqlite3.Error as exc:
         hint = "; the daemon moves a damaged one aside when it starts" if is_corruption(exc) else ""
         raise SmartbinError(f"{db}: cannot read the event log ({exc}){hint}") from None

@@ -24,10 +24,10 @@ from typing import Any
 
 from gpiozero import DistanceSensor
 from gpiozero.exc import DistanceSensorNoEcho, PWMSoftwareFallback
-from gpiozero.pins.mock import MockPWMPin
 from gpiozero.pins.pi import PiPin
 
 from .config import FillConfig
+from .pins import BoundedMockPWMPin
 
 SPEED_OF_SOUND = 343.26  # m/s, gpiozero's figure
 RANGE_M = 4.0  # the HC-SR04's range; a farther echo reads as this
@@ -166,7 +166,7 @@ class FillLevels:
 # --- mock pins that answer pings -----------------------------------------------------------
 
 
-class EchoPin(MockPWMPin):
+class EchoPin(BoundedMockPWMPin):
     """A mock echo pin whose pulse lasts exactly as long as sound takes to go and come back.
 
     gpiozero's MockTriggerPin sleeps for the echo, and a scheduler delay of 1 ms is 17 cm; this
@@ -189,7 +189,7 @@ class EchoPin(MockPWMPin):
         PiPin._call_when_changed(self, self._last_change if self._stamp is None else self._stamp, self._state)
 
 
-class SonarTriggerPin(MockPWMPin):
+class SonarTriggerPin(BoundedMockPWMPin):
     """A mock trigger pin: each ping echoes on ``echo_pin`` from ``distance_cm()`` (None: no echo)."""
 
     def __init__(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from collections import deque
 from typing import Any
+
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from .errors import ConfigError
 
@@ -24,12 +27,25 @@ _FACTORIES = {
 }
 
 
-def make_pin_factory(name: str) -> Any:
-    """A new pin factory; ``mock`` gives gpiozero's MockFactory with PWM-capable pins."""
-    if name == "mock":
-        from gpiozero.pins.mock import MockFactory, MockPWMPin
+MOCK_PIN_HISTORY = 64  # state changes a mock pin remembers (gpiozero's own remembers every one)
 
-        return MockFactory(pin_class=MockPWMPin)
+
+class BoundedMockPWMPin(MockPWMPin):
+    """gpiozero's PWM-capable mock pin, remembering only its last :data:`MOCK_PIN_HISTORY` changes.
+
+    The stock pin appends every change to ``states``: about 1 KB per item as the servos move, so a
+    long simulation (or a bin left on mock pins) grew without bound.
+    """
+
+    def clear_states(self) -> None:
+        super().clear_states()
+        self.states = deque(self.states, maxlen=MOCK_PIN_HISTORY)
+
+
+def make_pin_factory(name: str) -> Any:
+    """A new pin factory; ``mock`` gives gpiozero's MockFactory with PWM-capable mock pins."""
+    if name == "mock":
+        return MockFactory(pin_class=BoundedMockPWMPin)
     if name not in _FACTORIES:
         raise ConfigError(f"unknown pin factory {name!r}; use mock, {', '.join(_FACTORIES)}")
     module_name, class_name, hint = _FACTORIES[name]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import socket
 import statistics
 import tempfile
 import threading
@@ -30,7 +31,7 @@ from .commands import make_observers
 from .config import Config, PathsConfig
 from .daemon import Daemon
 from .decision import EMPTY
-from .errors import SmartbinError
+from .errors import SmartbinError, os_error_reason
 from .events import ItemEvent
 from .fill import script_sensor
 from .lid import closed_level
@@ -220,6 +221,8 @@ def simulate(
         source = config.camera.source if config.camera.kind == "folder" else None
         images = Path(str(source)) if source is not None else SAMPLES_DIR
     paths = list_images(images)
+    if web is not None:
+        _check_listen(web)
     with _state_dir(state_dir) as state:
         cfg = simulation_config(config, model=model, fast=fast, state_dir=state, images=images)
         if web is not None:
@@ -323,6 +326,20 @@ def with_web(config: Config, listen: str, bin_token: Path) -> tuple[Config, str]
         note = f"token in {token_file}"
     web = replace(config.web, listen=listen, token_file=token_file)
     return replace(config, web=web, images=replace(config.images, save=True)), note
+
+
+def _check_listen(listen: str) -> None:
+    """Refuse ``--web``'s address before the daemon starts: the daemon's page would only log it and
+    sort on, as a bin must, while a simulation asked for the page stops."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the page's server does
+            probe.bind((host, int(port)))
+    except OSError as exc:
+        raise SmartbinError(f"--web: cannot listen on {listen}: {os_error_reason(exc)}") from None
 
 
 def _page_url(daemon: Daemon) -> str:

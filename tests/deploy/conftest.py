@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,3 +257,24 @@ def bundle_copy(tmp_path: Path):
         return dst
 
     return copy
+
+
+def processes_with(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (zombies and this test excluded)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(proc.name) != os.getpid() and text.encode() in b" ".join(args):
+            found.append(b" ".join(args).decode(errors="replace"))
+    return found
+
+
+def assert_nothing_left(*texts: str) -> None:
+    """No process on either side (the 'bin' is this machine) still mentions any of ``texts``."""
+    deadline = time.monotonic() + 10  # an ssh master asked to exit may take a moment
+    while (left := [p for t in texts for p in processes_with(t)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == []

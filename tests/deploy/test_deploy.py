@@ -12,6 +12,8 @@ from pathlib import Path
 from smartbin.device.cli import main
 from smartbin.device.state import read_status
 
+from .conftest import assert_nothing_left
+
 FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
 C3 = FIXTURE_MODELS / "colour3-int8"
@@ -271,18 +273,6 @@ def test_user_and_port_in_the_host_override_the_ssh_config(fleet, capsys, tmp_pa
     assert b.current == "colour3-int8-1"
 
 
-def _ssh_processes_using(path) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if args and args[0] == b"ssh" and str(path).encode() in b" ".join(args):
-            found.append(b" ".join(args).decode())
-    return found
-
-
 def test_one_login_per_bin_and_no_ssh_left_behind(make_fleet, capsys):
     fleet = make_fleet(3)
     before = fleet.sshd.logins()
@@ -290,4 +280,4 @@ def test_one_login_per_bin_and_no_ssh_left_behind(make_fleet, capsys):
     assert code == 0, lines
     # All steps (list, scp, activate, reload, status) ride on one master connection per bin.
     assert fleet.sshd.logins() - before == 3
-    assert _ssh_processes_using(fleet.ssh_config) == []
+    assert_nothing_left(str(fleet.ssh_config))

@@ -128,4 +128,4 @@ def test_store_command_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
     assert main(["store", "clean", "--models-dir", str(tmp_path / "file" / "models")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("smartbin: error: ") and "Not a directory" in err and err.count("\n") == 1
+    assert err.startswith("smartbin: error: ") and "models: not a directory" in err and err.count("\n") == 1

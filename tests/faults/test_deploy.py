@@ -21,7 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from ..deploy.conftest import FIXTURE_MODELS, build_fleet, sshd  # noqa: F401 (the session's sshd fixture)
+from ..deploy.conftest import (  # noqa: F401 (sshd: the session's sshd fixture)
+    FIXTURE_MODELS,
+    assert_nothing_left,
+    build_fleet,
+    sshd,
+)
 from ..deploy.test_bootstrap import stub_wheel
 from .conftest import run_smartbin
 
@@ -46,27 +51,6 @@ def deploy(fleet, *args, smartbin=None, reload=None, health="20", extra=()) -> s
 def line_of(result: subprocess.CompletedProcess, host: str = "bin1") -> str:
     (line,) = [x for x in result.stdout.splitlines() if x.startswith(f"{host}: ")]
     return line
-
-
-def processes_with(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text`` (zombies and this test excluded)."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(proc.name) != os.getpid() and text.encode() in b" ".join(args):
-            found.append(b" ".join(args).decode(errors="replace"))
-    return found
-
-
-def assert_nothing_left(*texts: str) -> None:
-    """No process on either side (the 'bin' is this machine) still mentions any of ``texts``."""
-    deadline = time.monotonic() + 10  # an ssh master asked to exit may take a moment
-    while (left := [p for t in texts for p in processes_with(t)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert left == []
 
 
 def hanging_smartbin(fleet, tmp_path: Path, on: str) -> tuple[Path, str]:

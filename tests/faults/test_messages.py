@@ -170,6 +170,8 @@ def test_a_run_directory_whose_files_are_folders(tmp_path):
         (("train", "DATA", "--out", "RUN", "--head-lr", "nan"), ("--head-lr", "above 0")),
         (("train", "DATA", "--out", "RUN", "--fine-tune-epochs", "-1"), ("--fine-tune-epochs",)),
         (("events", "--limit", "many"), ("--limit",)),
+        (("events", "--limit", "-5"), ("--limit", "0 or more")),
+        (("events", "--limit", str(10**22)), ("--limit", "below 2**63")),  # not SQLite's OverflowError
         (("bogus-command",), ("invalid choice",)),
         ((), ("COMMAND",)),
     ],

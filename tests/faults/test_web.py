@@ -80,7 +80,8 @@ def test_simulate_web_with_a_malformed_or_taken_address(tmp_path):
         result = run_smartbin(
             "simulate", "--fast", "--web", f"127.0.0.1:{port}", env={"XDG_STATE_HOME": str(tmp_path)}
         )
-    assert_one_line_error(result, f"--web: cannot listen on 127.0.0.1:{port}")
+    assert_one_line_error(result, f"--web: cannot listen on 127.0.0.1:{port}: address already in use")
+    assert "ERROR" not in result.stderr and "keeps sorting" not in result.stderr  # refused before the daemon
 
 
 def test_simulate_web_serves_until_ctrl_c(tmp_path):
