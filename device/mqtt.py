@@ -42,7 +42,7 @@ from .ha_discovery import (
     fill_levels,
     sorted_labels,
 )
-from .observers import Observer
+from .observers import QueuedObserver
 from .state import now_iso
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,11 @@ def make_client(mqtt: MqttConfig, client_id: str) -> paho.Client:
     return client
 
 
-class MqttObserver(Observer):
+class MqttObserver(QueuedObserver):
     """Publishes the bin to an MQTT broker (see the module docstring).
 
     Three threads meet here, and share nothing but one inbox: the daemon's (the hooks) and
-    paho's network thread (its callbacks) only put messages into ``_inbox``; the worker thread
+    paho's network thread (its callbacks) only put messages into ``inbox``; the worker thread
     takes them, owns every counter and queue, and alone calls ``client.publish`` (until
     :meth:`stopping` has ended it and says ``offline`` itself).
     """
@@ -104,6 +104,7 @@ class MqttObserver(Observer):
     name = "mqtt"
 
     def __init__(self, config: Config) -> None:
+        super().__init__()
         self.config = config
         self.mqtt = config.mqtt
         self.topics = Topics.of(self.mqtt)
@@ -115,7 +116,6 @@ class MqttObserver(Observer):
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
-        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._run, name="smartbin-mqtt", daemon=True)
 
         # the worker's alone (status() only reads them)
@@ -145,26 +145,17 @@ class MqttObserver(Observer):
     # --- observer hooks: the daemon's thread; one put each -----------------------------
 
     def started(self, status: Mapping[str, Any]) -> None:
-        self._inbox.put(("status", status))
+        super().started(status)
         self.client.connect_async(self.mqtt.host, self.mqtt.port, keepalive=KEEPALIVE_S)
         self.client.loop_start()  # paho's network thread: connects, reconnects with backoff
         self._worker.start()
         log.info("MQTT: publishing to %s as %s", broker_url(self.mqtt), self.topics.base)
 
-    def item_started(self) -> None:
-        self._inbox.put(("busy",))
-
-    def item(self, event: ItemEvent, status: Mapping[str, Any]) -> None:
-        self._inbox.put(("item", event, status))
-
-    def status_changed(self, status: Mapping[str, Any]) -> None:
-        self._inbox.put(("status", status))
-
     def stopping(self) -> None:
         """Flush what is queued, publish ``offline``, disconnect; at most about STOP_TIMEOUT_S."""
         deadline = time.monotonic() + STOP_TIMEOUT_S
         if self._worker.is_alive():
-            self._inbox.put(("stop",))
+            self.inbox.put(("stop",))
             self._worker.join(STOP_TIMEOUT_S / 2 + 0.5)
         if self.connected:
             info = self.client.publish(self.topics.availability, OFFLINE, qos=self.mqtt.qos, retain=True)
@@ -195,26 +186,26 @@ class MqttObserver(Observer):
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
-            self._inbox.put(("down", f"the broker refused the connection: {reason}", True))
+            self.inbox.put(("down", f"the broker refused the connection: {reason}", True))
             return
         if self.mqtt.discovery:
             client.subscribe(self.topics.ha_status, qos=self.mqtt.qos)
-        self._inbox.put(("up",))
+        self.inbox.put(("up",))
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._inbox.put(("down", f"cannot connect to {broker_url(self.mqtt)}", True))
+        self.inbox.put(("down", f"cannot connect to {broker_url(self.mqtt)}", True))
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
-        self._inbox.put(("down", str(reason) if reason.is_failure else None, False))
+        self.inbox.put(("down", str(reason) if reason.is_failure else None, False))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: Any) -> None:
         if message.topic == self.topics.ha_status and message.payload == ONLINE.encode():
-            self._inbox.put(("ha_online",))  # Home Assistant (re)started: announce the device again
+            self.inbox.put(("ha_online",))  # Home Assistant (re)started: announce the device again
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        self._inbox.put(("published",))
+        self.inbox.put(("published",))
 
     # --- the worker ---------------------------------------------------------------------
 
@@ -237,9 +228,9 @@ class MqttObserver(Observer):
     def _turn(self, timeout: float | None) -> None:
         """Take what the inbox holds (waiting up to ``timeout`` for the first), then publish what is due."""
         try:
-            self._take(self._inbox.get(timeout=timeout))
+            self._take(self.inbox.get(timeout=timeout))
             while True:
-                self._take(self._inbox.get_nowait())
+                self._take(self.inbox.get_nowait())
         except queue.Empty:
             pass
         self._settle_in_flight()

@@ -12,6 +12,7 @@ for them:
 from __future__ import annotations
 
 import logging
+import queue
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -43,6 +44,29 @@ class Observer:
     def status(self) -> Mapping[str, Any] | None:
         """What this observer adds to status.json (e.g. connection state), or None."""
         return None
+
+
+class QueuedObserver(Observer):
+    """An observer whose hooks only put what happened into :attr:`inbox`, as tuples
+    ``("status", status)``, ``("busy",)``, ``("item", event, status)``; a thread of its own takes them.
+
+    ``started`` queues the first status; a subclass extends it to start its thread.
+    """
+
+    def __init__(self) -> None:
+        self.inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+
+    def started(self, status: Mapping[str, Any]) -> None:
+        self.inbox.put(("status", status))
+
+    def item_started(self) -> None:
+        self.inbox.put(("busy",))
+
+    def item(self, event: ItemEvent, status: Mapping[str, Any]) -> None:
+        self.inbox.put(("item", event, status))
+
+    def status_changed(self, status: Mapping[str, Any]) -> None:
+        self.inbox.put(("status", status))
 
 
 class Observers:

@@ -11,7 +11,6 @@ server does can hold up an item: the cycle never waits for, or shares a lock wit
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Mapping
@@ -23,8 +22,7 @@ from waitress.server import create_server
 
 from ..config import Config
 from ..errors import os_error_reason
-from ..events import ItemEvent
-from ..observers import Observer
+from ..observers import QueuedObserver
 from . import queries
 from .app import make_app
 from .tally import Tally
@@ -35,19 +33,19 @@ SERVER_THREADS = 4  # request threads: a page loads its thumbnails a few at a ti
 STOP_TIMEOUT_S = 1.0
 
 
-class WebObserver(Observer):
+class WebObserver(QueuedObserver):
     """Serves the review page, the JSON API and ``/metrics`` on ``[web] listen``."""
 
     name = "web"
 
     def __init__(self, config: Config) -> None:
+        super().__init__()
         self.config = config
         self.address = config.web.address
         self.url: str | None = None  # once listening
         self.error: str | None = None  # why it does not serve
         self._tally = Tally(list(config.compartments))
         self._view: tuple[dict[str, Any], dict[str, Any]] = ({"state": "starting"}, self._tally.snapshot())
-        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._run, name="smartbin-web-tally", daemon=True)
         self._server: Any = None
         self._serving: threading.Thread | None = None
@@ -55,18 +53,9 @@ class WebObserver(Observer):
     # --- observer hooks: the daemon's thread; one put each -------------------------------
 
     def started(self, status: Mapping[str, Any]) -> None:
-        self._inbox.put(("status", status))
+        super().started(status)
         self._worker.start()
         self._listen()
-
-    def item_started(self) -> None:
-        self._inbox.put(("busy",))
-
-    def item(self, event: ItemEvent, status: Mapping[str, Any]) -> None:
-        self._inbox.put(("item", event, status))
-
-    def status_changed(self, status: Mapping[str, Any]) -> None:
-        self._inbox.put(("status", status))
 
     def stopping(self) -> None:
         if self._server is not None:
@@ -77,7 +66,7 @@ class WebObserver(Observer):
             self._serving.join(STOP_TIMEOUT_S)
             server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT_S)
         if self._worker.is_alive():
-            self._inbox.put(("stop",))
+            self.inbox.put(("stop",))
             self._worker.join(STOP_TIMEOUT_S)
 
     def status(self) -> dict[str, Any]:
@@ -93,7 +82,7 @@ class WebObserver(Observer):
 
     def _listen(self) -> None:
         host, port = self.address
-        app = make_app(self.config, self.view, lambda review: self._inbox.put(("review", review)))
+        app = make_app(self.config, self.view, lambda review: self.inbox.put(("review", review)))
         try:
             self._server = create_server(
                 app,
@@ -122,7 +111,7 @@ class WebObserver(Observer):
         status: Mapping[str, Any] = {}
         busy = False
         while True:
-            message = self._inbox.get()
+            message = self.inbox.get()
             try:
                 kind = message[0]
                 if kind == "stop":
