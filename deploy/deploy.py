@@ -87,32 +87,56 @@ def _short(argv: Sequence[str]) -> str:
     return " ".join(argv[:3])
 
 
+def _daemon_status(conn: Connection, side: RemoteSide, limit: float) -> tuple[dict | None, str]:
+    """The bin's ``smartbin status --json`` (None when it has none), and what to say when it fails."""
+    result = conn.run(side.status(), check=False, timeout=limit)
+    if result.returncode == 255:
+        raise RemoteError(f"lost the connection to {conn.host} during the health check", "unreachable")
+    if result.returncode != 0:
+        lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        return None, lines[-1].removeprefix(
+            "smartbin: error: "
+        ) if lines else f"status exit {result.returncode}"
+    try:
+        status = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return None, "status is not JSON"
+    return (status, "") if isinstance(status, dict) else (None, "status is not a JSON object")
+
+
 def reload_and_check(conn: Connection, side: RemoteSide, expect: str | None, instead_of: str | None) -> str:
-    """Reload the daemon and wait until it reports ``expect`` (or, with None, anything but ``instead_of``)."""
+    """Reload the daemon and wait until it reports ``expect`` (or, with None, anything but ``instead_of``).
+
+    A daemon that reports its reloads (``last_reload``) must show a new one, so a version it
+    already ran before the reload does not pass for the new one; a reload it refused fails at
+    once, with its reason.
+    """
     if not side.reload:
         return "not reloaded (--reload-command is empty)"
+    before, _ = _daemon_status(conn, side, side.command_timeout)
+    reload_before = before.get("last_reload") if before else None
     conn.run(side.reload, timeout=side.command_timeout)
     deadline = time.monotonic() + side.health_timeout
     seen = "no status"
     while True:
         # A status that hangs may run past the deadline, by at most one command's time.
-        limit = min(side.command_timeout, max(10.0, deadline - time.monotonic()))
-        result = conn.run(side.status(), check=False, timeout=limit)
-        if result.returncode == 0:
-            try:
-                version = json.loads(result.stdout).get("model_version")
-            except (json.JSONDecodeError, AttributeError):
-                version = None
-            if version is not None and (version == expect if expect is not None else version != instead_of):
-                return f"daemon runs {version}"
-            seen = f"daemon still runs {version}"
-        elif result.returncode == 255:
-            raise RemoteError(f"lost the connection to {conn.host} during the health check", "unreachable")
+        status, seen_error = _daemon_status(
+            conn, side, min(side.command_timeout, max(10.0, deadline - time.monotonic()))
+        )
+        if status is None:
+            seen = seen_error
         else:
-            lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            seen = (
-                lines[-1].removeprefix("smartbin: error: ") if lines else f"status exit {result.returncode}"
-            )
+            version, reload = status.get("model_version"), status.get("last_reload")
+            reloaded = "last_reload" not in status or (isinstance(reload, dict) and reload != reload_before)
+            if reloaded and isinstance(reload, dict) and reload.get("ok") is False:
+                raise RemoteError(f"the daemon refused the new model: {reload.get('error')}", "remote")
+            if (
+                reloaded
+                and version is not None
+                and (version == expect if expect is not None else version != instead_of)
+            ):
+                return f"daemon runs {version}"
+            seen = f"daemon still runs {version}" + ("" if reloaded else " (no reload seen yet)")
         if time.monotonic() >= deadline:
             raise RemoteError(f"health check failed after {side.health_timeout:g} s: {seen}", "remote")
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
