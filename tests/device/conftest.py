@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import shutil
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -159,3 +160,28 @@ def make_bin(factory: MockFactory, tmp_path: Path):
         return Bin(config, factory, camera, **kw)
 
     return make
+
+
+NOTIFY_TIMEOUT_S = 60
+
+
+class NotifySocket:
+    """The receiving end of $NOTIFY_SOCKET, as systemd holds it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(NOTIFY_TIMEOUT_S)
+        self.seen: list[str] = []
+
+    def wait_for(self, line: str) -> str:
+        """The next message holding ``line`` (every message is kept in ``seen``)."""
+        while True:
+            message = self.sock.recv(4096).decode()
+            self.seen.append(message)
+            if line in message.splitlines():
+                return message
+
+    def close(self) -> None:
+        self.sock.close()

@@ -5,38 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import MODELS, write_image
+from .conftest import MODELS, NotifySocket, write_image
 
 TIMEOUT = 60
-
-
-class NotifySocket:
-    """The receiving end of $NOTIFY_SOCKET, as systemd holds it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(TIMEOUT)
-        self.seen: list[str] = []
-
-    def wait_for(self, line: str) -> str:
-        """The next message holding ``line`` (every message is kept in ``seen``)."""
-        while True:
-            message = self.sock.recv(4096).decode()
-            self.seen.append(message)
-            if line in message.splitlines():
-                return message
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def run_config(tmp_path: Path, store: Path) -> Path:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from smartbin.device.daemon import Daemon
 from smartbin.device.errors import SmartbinError
 from smartbin.device.notify import Notifier
 
+from ..device.conftest import NotifySocket
 from .conftest import MODELS, assert_one_line_error, mounted_tmpfs, run_smartbin
 
 TIMEOUT = 60
@@ -90,22 +90,6 @@ def status_json(config: Path) -> dict[str, Any]:
 # --- `smartbin run` as systemd runs it ----------------------------------------------------
 
 
-class NotifySocket:
-    """The receiving end of $NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(TIMEOUT)
-
-    def wait_for(self, line: str) -> list[str]:
-        while True:
-            lines = self.sock.recv(65536).decode().splitlines()
-            if line in lines:
-                return lines
-
-
 @contextmanager
 def running(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``smartbin run`` up to READY=1: yields the process and its STATUS= line; then SIGTERM,
@@ -115,7 +99,7 @@ def running(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str
     env = os.environ | {"NOTIFY_SOCKET": str(notify.path), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([*SMARTBIN, "run", "--config", str(config)], env=env, stderr=log, text=True)
     try:
-        ready = notify.wait_for("READY=1")
+        ready = notify.wait_for("READY=1").splitlines()
         yield proc, next(line for line in ready if line.startswith("STATUS="))
         if proc.poll() is None:  # (unless the test killed it)
             proc.send_signal(signal.SIGTERM)
