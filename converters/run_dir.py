@@ -22,7 +22,27 @@ MODEL_NAME = "model.keras"
 RUN_JSON = "run.json"
 SPLITS_CSV = "splits.csv"
 SPLITS = ("train", "val", "test")
+# run.json keys a bundle's manifest carries over ("weights" is reduced to a file name, "args" loses paths).
+_PROVENANCE_KEYS = (
+    "backbone",
+    "alpha",
+    "weights",
+    "weights_sha256",
+    "weights_package",
+    "weights_file",
+    "data",
+    "seed",
+    "created",
+    "args",
+    "versions",
+)
+_PATH_ARGS = {"out", "data_dir", "data_dirs", "weights"}  # in "data" and "weights" without their paths
 _TRAIN_HINT = "train one with 'smartbin train DATA_DIR --out RUN_DIR'"
+
+
+def _file_name(value: Any) -> Any:
+    """``/somewhere/weights.npz`` -> ``weights.npz``; ``imagenet``, ``none`` and non-strings unchanged."""
+    return Path(value).name if isinstance(value, str) else value
 
 
 class RunDirError(SmartbinError):
@@ -57,23 +77,20 @@ class TrainingRun:
         return self.labels.index(label)
 
     def provenance(self) -> dict[str, Any]:
-        """What the bundle's manifest records about where the model came from."""
-        keys = (
-            "backbone",
-            "alpha",
-            "weights",
-            "weights_sha256",
-            "weights_package",
-            "weights_file",
-            "data_dir",  # runs before several photo sets
-            "data_dirs",
-            "seed",
-            "created",
-            "args",
-            "versions",
-        )
-        record = {key: self.info[key] for key in keys if key in self.info}
-        record["run_dir"] = str(self.path.resolve())
+        """What the bundle's manifest records about where the model came from: names, versions and sha256.
+
+        No absolute paths of the machine that trained it: a weights file and each photo set are named by
+        their file or folder name with a digest (``data``: photos and one sha256 per set, from ``run.json``).
+        """
+        info = self.info
+        record: dict[str, Any] = {key: info[key] for key in _PROVENANCE_KEYS if key in info}
+        if "weights" in record:
+            record["weights"] = _file_name(record["weights"])
+        if "data" not in record:  # runs from before the data fingerprints: at least the sets' names
+            dirs = info.get("data_dirs") or ([info["data_dir"]] if "data_dir" in info else [])
+            record["data"] = [{"name": _file_name(d)} for d in dirs]
+        if isinstance(info.get("args"), dict):
+            record["args"] = {k: v for k, v in info["args"].items() if k not in _PATH_ARGS}
         record["input_size"] = [self.height, self.width]
         record["resize"] = self.resize
         record["split_sizes"] = {name: len(items) for name, items in self.splits.items()}

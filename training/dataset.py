@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -49,6 +50,7 @@ class Item:
     label: str
     split: str
     source: str = ""  # the name of the photo set (DATA_DIR) it came from; not in splits.csv
+    sha256: str = ""  # of the file's bytes (duplicate checks and the data's provenance)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,18 @@ class ScanResult:
             if source is None or item.source == source:
                 table[item.label][item.split] += 1
         return table
+
+    def fingerprint(self, source: str) -> dict[str, Any]:
+        """The set named ``source`` as provenance: name, usable photos and one sha256 over them.
+
+        The digest covers each usable photo's class, file name and content (not where the set lies), so the
+        same photos give the same digest on any machine, and adding, moving or changing one changes it.
+        """
+        lines = sorted(
+            f"{item.label}/{item.path.name} {item.sha256}\n" for item in self.items if item.source == source
+        )
+        digest = hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+        return {"name": source, "images": len(lines), "sha256": digest}
 
     def missing(self, source: str) -> list[str]:
         """The labels the set named ``source`` has no usable photos of."""
@@ -166,7 +180,7 @@ def scan_dataset(
             )
             continue
         first_by_digest[digest] = (path, split)
-        result.items.append(Item(path=path, label=label, split=split, source=source))
+        result.items.append(Item(path=path, label=label, split=split, source=source, sha256=digest))
 
     counts = Counter(item.label for item in result.items)
     for label in result.labels:

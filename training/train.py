@@ -424,6 +424,7 @@ def _write_run_json(opts: TrainOptions, scan: ScanResult, run_dir: Path, metrics
         **_weights_record(opts.backbone, opts.weights),
         "seed": opts.seed,
         "data_dirs": [str(s.path) for s in scan.sets],
+        "data": [scan.fingerprint(s.name) for s in scan.sets],
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": MODEL_NAME,
         "dataset": {

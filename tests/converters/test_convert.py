@@ -57,7 +57,7 @@ def test_every_mode_gives_a_bundle_the_device_runs_correctly(bundles, tiny_run, 
 
 
 @pytest.mark.parametrize("quantization", QUANTIZATIONS)
-def test_manifest_records_parity_and_provenance(bundles, tiny_run, quantization):
+def test_manifest_records_parity_and_provenance(bundles, tiny_run, tiny_data, quantization):
     manifest = load_bundle(bundles[quantization][1]).manifest
     metrics = manifest["metrics"]
     assert metrics["quantization"] == quantization
@@ -70,7 +70,8 @@ def test_manifest_records_parity_and_provenance(bundles, tiny_run, quantization)
     training = manifest["training"]
     assert training["backbone"] == "tiny-cnn"
     assert training["seed"] == 0 and training["args"] == {"epochs": 60}
-    assert training["run_dir"] == str(tiny_run.resolve())
+    assert training["data"] == [{"name": tiny_data[0].name}]  # a run from before the data fingerprints
+    assert "run_dir" not in training and str(tiny_run.parent) not in json.dumps(manifest)
     assert training["split_sizes"] == {"train": 36, "val": 9, "test": 15}
     assert manifest["version"].startswith(f"tiny-cnn-{quantization}-")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +31,21 @@ def test_int8_conversion_of_a_smartbin_train_run(trained_run, tmp_path):
     assert metrics["keras_accuracy"] == pytest.approx(info["metrics"]["test_accuracy"], abs=1e-4)
     assert bundle.labels == tuple(info["labels"])
     assert (bundle.input.height, bundle.input.width, bundle.input.dtype) == (*info["input_size"], "uint8")
-    assert bundle.manifest["training"]["backbone"] == info["backbone"]
+    training = bundle.manifest["training"]
+    assert training["backbone"] == info["backbone"]
+    # Provenance without the training machine's paths: each photo set by name, photo count and one digest.
+    (data_dir,) = info["data_dirs"]
+    assert data_dir not in json.dumps(bundle.manifest) and str(trained_run) not in json.dumps(bundle.manifest)
+    with open(trained_run / "splits.csv") as f:
+        photos = [Path(line.split(",")[0]) for line in f.readlines()[1:]]
+    lines = sorted(f"{p.parent.name}/{p.name} {hashlib.sha256(p.read_bytes()).hexdigest()}\n" for p in photos)
+    assert training["data"] == [
+        {
+            "name": Path(data_dir).name,
+            "images": len(photos),
+            "sha256": hashlib.sha256("".join(lines).encode()).hexdigest(),
+        }
+    ]
     classifier = Classifier(bundle)
     with open(trained_run / "splits.csv") as f:
         rows = [line.strip().split(",") for line in f.readlines()[1:]]
