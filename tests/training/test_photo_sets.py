@@ -35,6 +35,23 @@ def _two_sets(root: Path, per_class: int = 12) -> tuple[Path, Path]:
     return board, floor
 
 
+def test_a_sets_fingerprint_follows_its_photos_not_where_it_lies(tmp_path: Path) -> None:
+    board, floor = _two_sets(tmp_path)
+    moved = Path(shutil.copytree(board, tmp_path / "elsewhere" / "board"))
+    first = scan_dataset([board, floor], classes=CLASSES).fingerprint("board")
+    assert first["name"] == "board" and first["images"] == 36 and len(first["sha256"]) == 64
+    assert scan_dataset([moved, floor], classes=CLASSES).fingerprint("board") == first
+    # A photo filed under another class, or changed, makes another data set.
+    (moved / "can" / "can_001.png").rename(moved / "glass" / "can_001.png")
+    relabelled = scan_dataset([moved, floor], classes=CLASSES).fingerprint("board")
+    assert relabelled["images"] == 36 and relabelled["sha256"] != first["sha256"]
+    Image.new("RGB", (40, 40), "white").save(moved / "can" / "can_000.png")
+    assert scan_dataset([moved, floor], classes=CLASSES).fingerprint("board")["sha256"] not in {
+        first["sha256"],
+        relabelled["sha256"],
+    }
+
+
 def test_sets_scan_together_and_the_report_says_what_a_set_lacks(tmp_path: Path) -> None:
     board, floor = _two_sets(tmp_path)
     (board / "ATTRIBUTION.md").write_text("a set's licence is no photo")
