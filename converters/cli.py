@@ -22,7 +22,7 @@ def _import_tensorflow() -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from .convert import check_arguments, convert_run
-    from .parity import ParityGateError
+    from .parity import ParityGateError, by_source_summary
     from .run_dir import load_run
 
     options = {
@@ -41,6 +41,8 @@ def _convert(args: argparse.Namespace) -> int:
         print(exc.report.summary())
         raise
     print(result.parity.summary())
+    if len(result.by_source) > 1:
+        print(by_source_summary(result.by_source))
     print(
         f"wrote {result.bundle} (version {result.version}, {result.size_bytes:,} bytes, "
         f"converted in {result.seconds:.1f} s)"

@@ -25,7 +25,14 @@ from smartbin.device.native import native_stderr_silenced
 from . import tflite
 from .bundle_writer import write_bundle
 from .frames import load_frames, sample_examples
-from .parity import ParityReport, bundle_scores, check_bin_accepts, compare, keras_scores
+from .parity import (
+    ParityReport,
+    accuracy_by_source,
+    bundle_scores,
+    check_bin_accepts,
+    compare,
+    keras_scores,
+)
 from .run_dir import TrainingRun, load_keras_model, load_run
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ class ConvertResult:
     size_bytes: int
     seconds: float
     parity: ParityReport
+    by_source: dict[str, dict[str, Any]]  # the gate's accuracies per photo set of the run
 
 
 def check_out(out: Path) -> None:
@@ -144,6 +152,9 @@ def convert_run(
         version = load_bundle(staged).version
         scores, runtime = bundle_scores(staged, frames, threads=threads)
         report = compare(reference, scores, truth, split=gate_split, runtime=runtime)
+        by_source = accuracy_by_source(
+            reference, scores, truth, [run.source_of(ex.path) for ex in gate_items]
+        )
         log.debug("%s", report.summary())
         report.check(max_drop)
         check_bin_accepts(staged, threads=threads)
@@ -152,6 +163,7 @@ def convert_run(
 
     metrics = {
         **report.as_dict(),
+        "by_source": by_source,
         "max_drop_points": max_drop,
         "quantization": quantization,
         "conversion_seconds": round(seconds, 2),
@@ -159,5 +171,10 @@ def convert_run(
     }
     write_bundle(out, model_bytes, version=version, metrics=metrics, **bundle_args)
     return ConvertResult(
-        bundle=out, version=version, size_bytes=len(model_bytes), seconds=seconds, parity=report
+        bundle=out,
+        version=version,
+        size_bytes=len(model_bytes),
+        seconds=seconds,
+        parity=report,
+        by_source=by_source,
     )

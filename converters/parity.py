@@ -68,6 +68,31 @@ class ParityReport:
             )
 
 
+def accuracy_by_source(
+    keras: np.ndarray, tflite: np.ndarray, truth: np.ndarray, sources: list[str | None]
+) -> dict[str, dict[str, Any]]:
+    """Keras and TFLite accuracy on each photo set's share of the gate's images (photos of no known set
+    are left out), so a run on several sets says how the bundle does on each."""
+    by_source = {}
+    for name in dict.fromkeys(s for s in sources if s is not None):
+        mine = np.array([s == name for s in sources])
+        by_source[name] = {
+            "images": int(mine.sum()),
+            "keras_accuracy": float(np.mean(keras[mine].argmax(axis=1) == truth[mine])),
+            "tflite_accuracy": float(np.mean(tflite[mine].argmax(axis=1) == truth[mine])),
+        }
+    return by_source
+
+
+def by_source_summary(by_source: dict[str, dict[str, Any]]) -> str:
+    """``  trashnet3: keras 90.7%, tflite 90.1% (162 images)``, a line per set."""
+    return "\n".join(
+        f"  {name}: keras {100 * r['keras_accuracy']:.1f}%, tflite {100 * r['tflite_accuracy']:.1f}% "
+        f"({r['images']} images)"
+        for name, r in by_source.items()
+    )
+
+
 def keras_scores(model, frames: np.ndarray, batch_size: int = KERAS_BATCH) -> np.ndarray:
     """Scores of the Keras model for uint8 frames, predicted in batches (raw pixels as float32)."""
     out = [

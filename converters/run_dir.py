@@ -96,6 +96,14 @@ class TrainingRun:
         record["split_sizes"] = {name: len(items) for name, items in self.splits.items()}
         return record
 
+    def source_of(self, path: Path) -> str | None:
+        """The name of the photo set (``run.json``'s ``data_dirs``) that ``path`` lies in, if any."""
+        dirs = self.info.get("data_dirs") or ([self.info["data_dir"]] if "data_dir" in self.info else [])
+        for data_dir in dirs:
+            if isinstance(data_dir, str) and path.is_relative_to(data_dir):
+                return Path(data_dir).name
+        return None
+
     def default_name(self, quantization: str) -> str:
         """A bundle name such as ``efficientnet_lite0-int8`` (safe as a file name)."""
         backbone = re.sub(r"[^A-Za-z0-9._-]+", "-", str(self.info.get("backbone", "model"))).strip(".-")

@@ -12,7 +12,13 @@ from smartbin.converters import QUANTIZATIONS, tflite
 from smartbin.converters.bundle_writer import write_bundle
 from smartbin.converters.convert import convert_run
 from smartbin.converters.frames import load_frames
-from smartbin.converters.parity import ParityGateError, bundle_scores, compare, keras_scores
+from smartbin.converters.parity import (
+    ParityGateError,
+    accuracy_by_source,
+    bundle_scores,
+    compare,
+    keras_scores,
+)
 from smartbin.converters.run_dir import load_keras_model, load_run
 from smartbin.device.bundle import InputSpec, file_sha256, load_bundle
 from smartbin.device.classifier import Classifier
@@ -180,3 +186,15 @@ def test_gate_allows_exactly_max_drop():
         ParityGateError, match=r"1.0 points below Keras 90.0% on 100 test images \(allowed: 0.9\)"
     ):
         report.check(0.9)
+
+
+def test_the_gate_reports_each_photo_sets_share():
+    truth = np.array([0, 0, 1, 1, 0, 1])
+    keras = np.eye(2)[[0, 0, 1, 1, 0, 0]]  # wrong on the last (floor) photo
+    tflite_scores = np.eye(2)[[0, 1, 1, 1, 0, 0]]  # and on the second (board) one
+    sources = ["board", "board", "board", "board", "floor", "floor"]
+    assert accuracy_by_source(keras, tflite_scores, truth, [*sources[:-1], None]) == {
+        "board": {"images": 4, "keras_accuracy": 1.0, "tflite_accuracy": 0.75},
+        "floor": {"images": 1, "keras_accuracy": 1.0, "tflite_accuracy": 1.0},  # no set: left out
+    }
+    assert accuracy_by_source(keras, tflite_scores, truth, sources)["floor"]["keras_accuracy"] == 0.5

@@ -46,6 +46,14 @@ def test_int8_conversion_of_a_smartbin_train_run(trained_run, tmp_path):
             "sha256": hashlib.sha256("".join(lines).encode()).hexdigest(),
         }
     ]
+    # The gate's figures per photo set: one set here, so all of the test split.
+    assert metrics["by_source"] == {
+        Path(data_dir).name: {
+            "images": metrics["images"],
+            "keras_accuracy": metrics["keras_accuracy"],
+            "tflite_accuracy": metrics["tflite_accuracy"],
+        }
+    }
     classifier = Classifier(bundle)
     with open(trained_run / "splits.csv") as f:
         rows = [line.strip().split(",") for line in f.readlines()[1:]]
