@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
-from .errors import SmartbinError, os_error_message
+from .errors import SmartbinError, Terminated, os_error_message
 from .native import quiet_native_logs, show_native_output
 
 COMMAND_MODULES = (
@@ -39,10 +39,6 @@ class ArgumentParser(argparse.ArgumentParser):
         command = self.prog.removeprefix("smartbin").strip()
         where = f"{command}: " if command else ""
         self.exit(2, f"smartbin: error: {where}{message}; see '{self.prog} --help'\n")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-ups run."""
 
 
 @contextmanager

@@ -27,6 +27,10 @@ class SmartbinError(Exception):
     """A user-facing error with a one-line message."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-ups run."""
+
+
 class ConfigError(SmartbinError):
     """The configuration file is missing, unreadable or invalid."""
 

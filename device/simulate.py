@@ -16,10 +16,12 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import signal
 import socket
 import statistics
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +33,7 @@ from .commands import make_observers
 from .config import Config, PathsConfig
 from .daemon import Daemon
 from .decision import EMPTY
-from .errors import SmartbinError, os_error_reason
+from .errors import SmartbinError, Terminated, os_error_reason
 from .events import ItemEvent
 from .fill import script_sensor
 from .lid import closed_level
@@ -42,6 +44,53 @@ from .web.token import create_token, token_path
 
 ITEM_TIMEOUT_S = 60.0  # far above any cycle; reaching it means the daemon is stuck
 FILL_PER_ITEM = 10.0  # percent of a compartment one simulated item fills
+
+
+class DeferredInterrupts:
+    """Ctrl-C and SIGTERM noted by a handler and raised by :meth:`check` between steps of the simulation.
+
+    Raised wherever the main thread happens to be, a KeyboardInterrupt can leave a lock held that the
+    daemon's thread needs (a ``with`` block is not interrupt-safe), and the simulation would hang at its
+    shutdown. Only the main thread can take signals; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> DeferredInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._note) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def check(self) -> None:
+        if self.signum == signal.SIGTERM:
+            raise Terminated
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+
+def _next_event(
+    done: queue.Queue[ItemEvent | BaseException], timeout: float, interrupts: DeferredInterrupts
+) -> ItemEvent | BaseException | None:
+    """The daemon's next event, or None after ``timeout`` s; an interrupt is raised within 0.1 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        interrupts.check()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        try:
+            return done.get(timeout=min(left, 0.1))
+        except queue.Empty:
+            continue
 
 
 @dataclass
@@ -270,40 +319,41 @@ def simulate(
         try:
             if web is not None:
                 summary.review_page = f"review page at {_page_url(daemon)} ({token_note}); Ctrl-C stops it"
-            _drive(lid_pin, not closed)
-            levels = fill.next_reading(timeout) if fill is not None else None
-            in_turn = itertools.chain.from_iterable(itertools.repeat(paths, repeat))  # N may be huge
-            for image in in_turn:
-                if fill is not None:
-                    fill.forget_readings()  # a reading from before this item is not the one after it
-                _drive(lid_pin, closed)
-                try:
-                    event = done.get(timeout=timeout)
-                except queue.Empty:
-                    raise SmartbinError(
-                        f"no event {timeout:.0f} s after closing the lid for {image}; the daemon is stuck"
-                    ) from None
-                if isinstance(event, BaseException):
-                    raise SmartbinError(f"the daemon stopped at {image}: {event!r}") from event
+            with DeferredInterrupts() as interrupts:
                 _drive(lid_pin, not closed)
-                if event.source is not None and Path(event.source) != image:
-                    raise SmartbinError(
-                        f"the camera showed {event.source} for the item of {image}; the simulation is out of step"
+                levels = fill.next_reading(timeout) if fill is not None else None
+                in_turn = itertools.chain.from_iterable(itertools.repeat(paths, repeat))  # N may be huge
+                for image in in_turn:
+                    interrupts.check()
+                    if fill is not None:
+                        fill.forget_readings()  # a reading from before this item is not the one after it
+                    _drive(lid_pin, closed)
+                    event = _next_event(done, timeout, interrupts)
+                    if event is None:
+                        raise SmartbinError(
+                            f"no event {timeout:.0f} s after closing the lid for {image}; the daemon is stuck"
+                        )
+                    if isinstance(event, BaseException):
+                        raise SmartbinError(f"the daemon stopped at {image}: {event!r}") from event
+                    _drive(lid_pin, not closed)
+                    if event.source is not None and Path(event.source) != image:
+                        raise SmartbinError(
+                            f"the camera showed {event.source} for the item of {image}; the simulation is out of step"
+                        )
+                    shown = daemon.feedback.shown if daemon.feedback else None  # before it fades
+                    if fill is not None and event.compartment in cfg.fill:
+                        levels = fill.next_reading(timeout)
+                    item = SimulatedItem(
+                        image=image,
+                        truth=_truth(image, images, labels),
+                        event=event,
+                        feedback=shown,
+                        fill=levels,
                     )
-                shown = daemon.feedback.shown if daemon.feedback else None  # before it fades
-                if fill is not None and event.compartment in cfg.fill:
-                    levels = fill.next_reading(timeout)
-                item = SimulatedItem(
-                    image=image,
-                    truth=_truth(image, images, labels),
-                    event=event,
-                    feedback=shown,
-                    fill=levels,
-                )
-                expected = cfg.sorting.labels.get(item.truth) if item.truth else None
-                summary.add(item, expected)
-                if on_item is not None:
-                    on_item(item)
+                    expected = cfg.sorting.labels.get(item.truth) if item.truth else None
+                    summary.add(item, expected)
+                    if on_item is not None:
+                        on_item(item)
             if on_done is not None:
                 on_done(summary)
         finally:
