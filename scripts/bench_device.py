@@ -9,7 +9,7 @@
   ``NOTIFY_SOCKET``; the time from spawn to the READY=1 datagram, as systemd sees it.
 - RSS: the running daemon's VmRSS once READY, and the simulation's peak RSS (VmHWM).
 
-Targets (2-core x86): median latency <= 15 ms, READY <= 1.5 s, RSS <= 150 MB. This is not a
+Targets (2-core x86): median latency <= 20 ms, READY <= 1.5 s, RSS <= 150 MB. This is not a
 test: numbers depend on the machine and its load.
 """
 
@@ -115,7 +115,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(results))
         return 0
-    targets = {"latency_median_ms": 15, "ready_median_s": 1.5, "daemon_rss_mb": 150}
+    targets = {"latency_median_ms": 20, "ready_median_s": 1.5, "daemon_rss_mb": 150}
     for key, value in results.items():
         target = f"  (target <= {targets[key]})" if key in targets else ""
         print(f"{key:<22} {value}{target}")
