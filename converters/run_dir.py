@@ -87,8 +87,7 @@ class TrainingRun:
         if "weights" in record:
             record["weights"] = _file_name(record["weights"])
         if "data" not in record:  # runs from before the data fingerprints: at least the sets' names
-            dirs = info.get("data_dirs") or ([info["data_dir"]] if "data_dir" in info else [])
-            record["data"] = [{"name": _file_name(d)} for d in dirs]
+            record["data"] = [{"name": _file_name(d)} for d in self.data_dirs]
         if isinstance(info.get("args"), dict):
             record["args"] = {k: v for k, v in info["args"].items() if k not in _PATH_ARGS}
         record["input_size"] = [self.height, self.width]
@@ -96,10 +95,15 @@ class TrainingRun:
         record["split_sizes"] = {name: len(items) for name, items in self.splits.items()}
         return record
 
+    @property
+    def data_dirs(self) -> list[str]:
+        """The photo sets it trained on (``data_dirs``, or ``data_dir`` of runs before several sets)."""
+        info = self.info
+        return info.get("data_dirs") or ([info["data_dir"]] if "data_dir" in info else [])
+
     def source_of(self, path: Path) -> str | None:
         """The name of the photo set (``run.json``'s ``data_dirs``) that ``path`` lies in, if any."""
-        dirs = self.info.get("data_dirs") or ([self.info["data_dir"]] if "data_dir" in self.info else [])
-        for data_dir in dirs:
+        for data_dir in self.data_dirs:
             if isinstance(data_dir, str) and path.is_relative_to(data_dir):
                 return Path(data_dir).name
         return None

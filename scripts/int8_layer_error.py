@@ -30,13 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="write every layer's statistics here")
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
-
     from smartbin.converters.frames import load_frames, sample_examples
     from smartbin.converters.run_dir import load_keras_model, load_run
     from smartbin.converters.tflite import representative_dataset
+    from smartbin.device.errors import SmartbinError
 
-    run = load_run(args.run_dir)
+    try:
+        run = load_run(args.run_dir)
+    except SmartbinError as exc:
+        print(f"int8_layer_error: error: {exc}", file=sys.stderr)
+        return 1
+    import tensorflow as tf  # after the run's checks: TensorFlow takes seconds to start
+
     spec = run.input_spec("uint8")
     seed = int(run.info.get("seed") or 0)
     calibration = representative_dataset(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the bundled default model (device/data/default-model/): fine-tune EfficientNet-Lite2 (260 px)
 # from the shared ImageNet weights on ../shared/datasets/trashnet3 and ../shared/datasets/drinking-waste,
-# pasting white-board items onto other backgrounds half the time, then convert it to an int8 bundle
+# pasting 70 % of the white-board photos onto other backgrounds in every epoch, then convert it to an int8 bundle
 # (the conversion's parity gate, at its default 1.0 point, fails the script if int8 loses more).
 #
 #   scripts/train_default_model.sh [RUN_DIR] [BUNDLE_DIR]
