@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,9 +32,10 @@ from smartbin.device.cli import main
 from smartbin.device.config import Config, load_config
 from smartbin.device.daemon import Daemon
 from smartbin.device.errors import SmartbinError
+from smartbin.device.events import ItemEvent
 from smartbin.device.notify import Notifier
 
-from ..device.conftest import NotifySocket
+from ..device.conftest import Bin, NotifySocket
 from .conftest import MODELS, assert_one_line_error, mounted_tmpfs, run_smartbin
 
 TIMEOUT = 60
@@ -213,37 +213,21 @@ def test_a_state_path_below_a_regular_file_starts_without_records(tmp_path, wher
 # --- the daemon in-process: items go on through faults ---------------------------------------
 
 
-class InProcessBin:
-    """A daemon serving on a thread with mock pins; :meth:`item` closes the lid and waits."""
+class InProcessBin(Bin):
+    """The shared test :class:`Bin` on its own mock pins and a looping folder camera, writing
+    status.json after every item; :meth:`item` also checks that the item was sorted."""
 
     def __init__(self, config: Config) -> None:
-        import queue
-
-        self.factory = MockFactory(pin_class=MockPWMPin)
-        self.events: queue.Queue[Any] = queue.Queue()
         camera = FolderCamera(Path(str(config.camera.source)), frames_per_image=1, loop=True)
-        self.daemon = Daemon(
-            config, pin_factory=self.factory, camera=camera, notifier=Notifier({}), on_item=self.events.put
-        )
+        super().__init__(config, MockFactory(pin_class=MockPWMPin), camera)
         self.daemon.status_interval_s = 0  # status.json after every item
-        self.lid = self.factory.pin(config.lid.pin)
-        self.thread = threading.Thread(target=self.daemon.serve, daemon=True)
-
-    def __enter__(self) -> InProcessBin:
-        self.daemon.start()
-        self.thread.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.daemon.request_stop()
-        self.thread.join(10)
+        super().__exit__(*exc)
         self.factory.close()
-        assert not self.thread.is_alive()
 
-    def item(self) -> Any:
-        self.lid.drive_low()
-        event = self.events.get(timeout=10)
-        self.lid.drive_high()
+    def item(self, timeout: float = 10) -> ItemEvent:
+        event = super().item(timeout)
         assert (event.label, event.compartment) == ("can", "can")  # sorted, whatever the records did
         return event
 
