@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 from .errors import SmartbinError, Terminated, os_error_message
-from .native import quiet_native_logs, show_native_output
+from .native import python_stderr, quiet_native_logs, show_native_output
 
 COMMAND_MODULES = (
     "smartbin.device.commands",
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        stream=python_stderr,  # log lines from other threads survive a decode's silenced fd 2
     )
     try:
         with _sigterm_interrupts():

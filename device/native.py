@@ -45,8 +45,9 @@ def quiet_native_logs() -> None:
 def native_stderr_silenced() -> Iterator[None]:
     """Send what native code writes to fd 2 to /dev/null for the duration (nested and thread-safe).
 
-    Python's own ``sys.stderr`` is flushed first, so nothing already printed is lost; a log line
-    another thread writes meanwhile is lost with the chatter, so keep the block short.
+    Python's own ``sys.stderr`` is flushed first, so nothing already printed is lost. Log lines that
+    other threads write meanwhile through :data:`python_stderr` (the CLI's logging does) still reach
+    the real stderr; anything else written to fd 2 meanwhile is lost with the chatter.
     """
     global _depth, _saved_fd
     if _shown:
@@ -73,6 +74,33 @@ def native_stderr_silenced() -> Iterator[None]:
                 os.dup2(_saved_fd, 2)
                 os.close(_saved_fd)
                 _saved_fd = None
+
+
+class _PythonStderr:
+    """A stream for Python's own lines (logging) that reaches the real stderr even while it is silenced.
+
+    While a decode elsewhere has fd 2 pointing at /dev/null, writes go to the saved descriptor; the
+    lock keeps a write and the switch of fd 2 from interleaving.
+    """
+
+    def write(self, text: str) -> int:
+        with _lock:
+            if _saved_fd is None:
+                written = sys.stderr.write(text)
+                sys.stderr.flush()
+                return written
+            data = text.encode(getattr(sys.stderr, "encoding", None) or "utf-8", "backslashreplace")
+            while data:
+                data = data[os.write(_saved_fd, data) :]
+            return len(text)
+
+    def flush(self) -> None:
+        with _lock:
+            if _saved_fd is None:
+                sys.stderr.flush()
+
+
+python_stderr = _PythonStderr()
 
 
 def import_quietly(name: str) -> ModuleType:

@@ -10,6 +10,7 @@ TensorFlow.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -350,3 +351,29 @@ def test_show_native_output_lets_it_through(capfd, monkeypatch):
     with native.native_stderr_silenced():
         os.write(2, b"visible\n")
     assert capfd.readouterr().err == "visible\n"
+
+
+def test_log_lines_of_other_threads_survive_a_silenced_decode(capfd, monkeypatch):
+    monkeypatch.setattr(native, "_shown", False)
+    # sys.stderr on fd 2 itself, as in a real process (capfd's own sys.stderr writes past fd 2)
+    monkeypatch.setattr(sys, "stderr", open(2, "w", buffering=1, closefd=False))
+    handler = logging.StreamHandler(native.python_stderr)
+    logger = logging.getLogger("smartbin.test.native")
+    monkeypatch.setattr(logger, "handlers", [handler])
+    monkeypatch.setattr(logger, "propagate", False)
+    decoding, logged = threading.Event(), threading.Event()
+
+    def decode() -> None:  # holds fd 2 silenced while the main thread logs, as a decode would
+        with native.native_stderr_silenced():
+            decoding.set()
+            logged.wait(10)
+            os.write(2, b"native chatter\n")
+
+    worker = threading.Thread(target=decode)
+    worker.start()
+    assert decoding.wait(10)
+    logger.warning("mqtt: broker gone, reconnecting")
+    logged.set()
+    worker.join(10)
+    logger.warning("back")
+    assert capfd.readouterr().err == "mqtt: broker gone, reconnecting\nback\n"
