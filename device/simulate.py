@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from .cameras import SAMPLES_DIR, FolderCamera, list_images
 from .commands import make_observers
@@ -44,6 +45,8 @@ from .web.token import create_token, token_path
 
 ITEM_TIMEOUT_S = 60.0  # far above any cycle; reaching it means the daemon is stuck
 FILL_PER_ITEM = 10.0  # percent of a compartment one simulated item fills
+
+T = TypeVar("T")
 
 
 class DeferredInterrupts:
@@ -77,10 +80,8 @@ class DeferredInterrupts:
             raise KeyboardInterrupt
 
 
-def _next_event(
-    done: queue.Queue[ItemEvent | BaseException], timeout: float, interrupts: DeferredInterrupts
-) -> ItemEvent | BaseException | None:
-    """The daemon's next event, or None after ``timeout`` s; an interrupt is raised within 0.1 s."""
+def _next_from(waiting: queue.Queue[T], timeout: float, interrupts: DeferredInterrupts) -> T | None:
+    """The queue's next entry, or None after ``timeout`` s; an interrupt is raised within 0.1 s."""
     deadline = time.monotonic() + timeout
     while True:
         interrupts.check()
@@ -88,7 +89,7 @@ def _next_event(
         if left <= 0:
             return None
         try:
-            return done.get(timeout=min(left, 0.1))
+            return waiting.get(timeout=min(left, 0.1))
         except queue.Empty:
             continue
 
@@ -125,13 +126,11 @@ class SimulatedFill(Observer):
         if "fill" in status:
             self.readings.put(status["fill"])
 
-    def next_reading(self, timeout: float) -> dict[str, dict]:
-        try:
-            return self.readings.get(timeout=timeout)
-        except queue.Empty:
-            raise SmartbinError(
-                f"no fill reading {timeout:.0f} s after an item; the daemon is stuck"
-            ) from None
+    def next_reading(self, timeout: float, interrupts: DeferredInterrupts) -> dict[str, dict]:
+        reading = _next_from(self.readings, timeout, interrupts)
+        if reading is None:
+            raise SmartbinError(f"no fill reading {timeout:.0f} s after an item; the daemon is stuck")
+        return reading
 
     def forget_readings(self) -> None:
         while not self.readings.empty():
@@ -321,14 +320,14 @@ def simulate(
                 summary.review_page = f"review page at {_page_url(daemon)} ({token_note}); Ctrl-C stops it"
             with DeferredInterrupts() as interrupts:
                 _drive(lid_pin, not closed)
-                levels = fill.next_reading(timeout) if fill is not None else None
+                levels = fill.next_reading(timeout, interrupts) if fill is not None else None
                 in_turn = itertools.chain.from_iterable(itertools.repeat(paths, repeat))  # N may be huge
                 for image in in_turn:
                     interrupts.check()
                     if fill is not None:
                         fill.forget_readings()  # a reading from before this item is not the one after it
                     _drive(lid_pin, closed)
-                    event = _next_event(done, timeout, interrupts)
+                    event = _next_from(done, timeout, interrupts)
                     if event is None:
                         raise SmartbinError(
                             f"no event {timeout:.0f} s after closing the lid for {image}; the daemon is stuck"
@@ -342,7 +341,7 @@ def simulate(
                         )
                     shown = daemon.feedback.shown if daemon.feedback else None  # before it fades
                     if fill is not None and event.compartment in cfg.fill:
-                        levels = fill.next_reading(timeout)
+                        levels = fill.next_reading(timeout, interrupts)
                     item = SimulatedItem(
                         image=image,
                         truth=_truth(image, images, labels),

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import time
 from pathlib import Path
+
+import pytest
 
 from smartbin.device.cli import main
 from smartbin.device.config import parse_config
-from smartbin.device.simulate import simulate
+from smartbin.device.pins import make_pin_factory
+from smartbin.device.simulate import DeferredInterrupts, SimulatedFill, simulate
 
 from .conftest import MODELS, write_image
 
@@ -114,3 +119,18 @@ def test_an_unreadable_photo_is_one_item_of_its_own_and_shifts_nothing(tmp_path,
     assert Path(items[1]["source"]).name == "1-broken.png" and "not an image" in items[1]["error"]
     assert "accuracy: 3/3 (100.0%)" in err  # the fault is not a wrong answer
     assert "capture faults: 1 item(s) not classified" in err
+
+
+def test_ctrl_c_while_waiting_for_a_fill_reading_stops_at_once():
+    config = parse_config({"fill": {"can": {"echo": 24, "trigger": 23, "empty_cm": 60, "full_cm": 10}}})
+    factory = make_pin_factory("mock")
+    try:
+        fill = SimulatedFill(config, factory)
+        interrupts = DeferredInterrupts()
+        interrupts.signum = signal.SIGINT  # as the handler notes Ctrl-C
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            fill.next_reading(30.0, interrupts)  # no reading will come
+        assert time.monotonic() - started < 5
+    finally:
+        factory.close()
