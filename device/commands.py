@@ -146,6 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _item_line(n: int, item: Any) -> str:
+    from .files import printable_path
+
     e = item.event
     where = e.compartment or "no move"
     label = f"{e.label} {e.confidence:.2f}" if e.label else _unlabelled(e.reason)
@@ -154,7 +156,7 @@ def _item_line(n: int, item: Any) -> str:
     timing = f"{e.latency_ms:6.1f} ms (cycle {e.cycle_ms:4.0f} ms)"
     lid = f"  led {item.feedback}" if item.feedback else ""
     fill = f"  fill {_fill_text(item.fill)}" if item.fill else ""
-    return f"{n:5d}  {item.image.name:<24} {label:<16} -> {where:<10} {e.reason:<15} {timing}{truth}{note}{lid}{fill}"
+    return f"{n:5d}  {printable_path(item.image.name):<24} {label:<16} -> {where:<10} {e.reason:<15} {timing}{truth}{note}{lid}{fill}"
 
 
 def _unlabelled(reason: str) -> str:
@@ -175,7 +177,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import logging
     import threading
 
-    from .files import check_out_dir
+    from .files import check_out_dir, printable_path
     from .simulate import simulate
 
     if args.state_dir is not None:
@@ -189,7 +191,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         count += 1
         if args.json:
             e = item.event
-            record = {"image": str(item.image), "truth": item.truth, **e.to_dict()}
+            record = {"image": printable_path(item.image), "truth": item.truth, **e.to_dict()}
             if item.feedback or item.fill:  # [feedback], [fill.NAME]
                 record |= {"feedback": item.feedback, "fill": item.fill}
             print(json.dumps(record), flush=True)

@@ -39,6 +39,7 @@ from .decision import decide
 from .errors import CameraError, SmartbinError, os_error_reason
 from .events import ImageStore, ItemEvent
 from .feedback import Feedback
+from .files import printable_path
 from .fill import FillLevels
 from .lid import LidSensor
 from .lock import StateDirLock
@@ -404,6 +405,7 @@ class Daemon:
                 errors.append(f"image: {exc}")
                 self.image_faults.note(str(exc))
 
+        shown = getattr(self.camera, "last_path", None)  # the folder camera's photo
         event = ItemEvent(
             ts=wall.isoformat(timespec="milliseconds"),
             label=prediction.label if prediction else None,
@@ -417,7 +419,7 @@ class Daemon:
             inference_ms=_ms(classified - checked),
             latency_ms=_ms(commanded - triggered - (settled - settle_start)),
             image_path=image_path,
-            source=str(getattr(self.camera, "last_path", None) or "") or None,
+            source=printable_path(shown) if shown else None,
             error="; ".join(errors) or None,
             box=look.box if look is not None else None,
         )

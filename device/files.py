@@ -1,5 +1,5 @@
 """Publishing a directory so that readers see the old one or the new one, never half of either,
-and checking an output folder before the work that fills it."""
+checking an output folder before the work that fills it, and file names as text."""
 
 from __future__ import annotations
 
@@ -57,3 +57,12 @@ def dir_problem(path: str | Path) -> str | None:
         return "no such folder"
     except OSError as exc:
         return os_error_reason(exc)
+
+
+def printable_path(path: str | Path) -> str:
+    """``path`` as text that any UTF-8 writer takes (SQLite, JSON, MQTT, a terminal).
+
+    A file name that is not UTF-8 reaches Python with surrogate escapes, which no UTF-8 encoder
+    accepts; its odd bytes are shown as ``\\xe9`` instead.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

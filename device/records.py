@@ -128,6 +128,10 @@ class EventRecords:
         try:
             self.log.record(event)
             return True
+        except ValueError as exc:  # a value SQLite's UTF-8 cannot take (the file stays sound)
+            self.faults.note(str(exc))
+            log.error("cannot record item: %s", exc)
+            return False
         except sqlite3.Error as exc:
             if not is_corruption(exc):
                 self.faults.note(str(exc))

@@ -36,6 +36,7 @@ from .daemon import Daemon
 from .decision import EMPTY
 from .errors import SmartbinError, Terminated, os_error_reason
 from .events import ItemEvent
+from .files import printable_path
 from .fill import script_sensor
 from .lid import closed_level
 from .notify import Notifier
@@ -335,7 +336,7 @@ def simulate(
                     if isinstance(event, BaseException):
                         raise SmartbinError(f"the daemon stopped at {image}: {event!r}") from event
                     _drive(lid_pin, not closed)
-                    if event.source is not None and Path(event.source) != image:
+                    if event.source is not None and event.source != printable_path(image):
                         raise SmartbinError(
                             f"the camera showed {event.source} for the item of {image}; the simulation is out of step"
                         )

@@ -31,3 +31,13 @@ def test_a_log_that_cannot_be_replaced_stops_recording_not_sorting(tmp_path):
     assert records.warnings() == [
         f"not recording items: cannot open the event log {blocker}/events.db: not a directory"
     ]
+
+
+def test_a_value_sqlite_cannot_take_loses_that_item_only(tmp_path):
+    records = EventRecords(tmp_path / "events.db")
+    records.open()
+    odd = event("can", "can")
+    odd.source = "caf\udce9.jpg"  # a surrogate escape: not UTF-8
+    assert records.record(odd) is False  # it never raises
+    assert records.record(event("glass", "glass")) is True
+    assert records.status()["recording"] is True and records.status()["not_recorded"] == 1

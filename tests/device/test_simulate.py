@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -119,6 +120,24 @@ def test_an_unreadable_photo_is_one_item_of_its_own_and_shifts_nothing(tmp_path,
     assert Path(items[1]["source"]).name == "1-broken.png" and "not an image" in items[1]["error"]
     assert "accuracy: 3/3 (100.0%)" in err  # the fault is not a wrong answer
     assert "capture faults: 1 item(s) not classified" in err
+
+
+def test_a_file_name_that_is_not_utf8_is_sorted_and_recorded_escaped(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    odd = photos / "can" / os.fsdecode(b"caf\xe9.png")  # OpenCV cannot even write to this name
+    write_image(photos / "can" / "red.png", "red").rename(odd)
+    write_image(photos / "glass" / "0-green.png", "green")
+    state = tmp_path / "state"
+    args = ["simulate", "--images", str(photos), "--model", str(MODELS / "colour3-int8"), "--fast", "--json"]
+    assert main([*args, "--state-dir", str(state)]) == 0
+    items = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(i["label"], i["reason"]) for i in items] == [("can", "sorted"), ("glass", "sorted")]
+    assert items[0]["source"] == items[0]["image"] == str(odd.parent) + "/caf\\xe9.png"
+    with sqlite3.connect(state / "events.db") as db:
+        assert [row[0] for row in db.execute("SELECT source FROM events ORDER BY id")] == [
+            items[0]["source"],
+            items[1]["source"],
+        ]
 
 
 def test_ctrl_c_while_waiting_for_a_fill_reading_stops_at_once():

@@ -356,7 +356,7 @@ def test_show_native_output_lets_it_through(capfd, monkeypatch):
 def test_log_lines_of_other_threads_survive_a_silenced_decode(capfd, monkeypatch):
     monkeypatch.setattr(native, "_shown", False)
     # sys.stderr on fd 2 itself, as in a real process (capfd's own sys.stderr writes past fd 2)
-    monkeypatch.setattr(sys, "stderr", open(2, "w", buffering=1, closefd=False))
+    monkeypatch.setattr(sys, "stderr", open(2, "w", buffering=1, closefd=False))  # noqa: SIM115
     handler = logging.StreamHandler(native.python_stderr)
     logger = logging.getLogger("smartbin.test.native")
     monkeypatch.setattr(logger, "handlers", [handler])
