@@ -11,7 +11,9 @@ What a file becomes (an ``H x W x 3`` ``uint8`` RGB array):
 - 16-bit channels are scaled to 8 bits as ``round(v * 255 / 65535)`` (``257 * k`` gives ``k``);
 - transparent pixels are composited on white, the background of the photos we train on
   (not on whatever colour hides under alpha 0);
-- 32-bit and floating-point pixels are refused, as are files that are not images or are cut short.
+- 32-bit and floating-point pixels are refused, as are files that are not images or are cut short,
+  and PNG, JPEG and BMP files whose header declares more than :data:`MAX_PIXELS` (checked before
+  decoding: a 400-megapixel PNG of one colour is a few hundred kilobytes and would take gigabytes).
 
 :func:`read_rgb` also refuses frames too small or too narrow to classify (:data:`MIN_SIDE`,
 :data:`MAX_ASPECT`): a model would score them with confidence all the same.
@@ -19,6 +21,7 @@ What a file becomes (an ``H x W x 3`` ``uint8`` RGB array):
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,9 +36,14 @@ MIN_SIDE = 16
 #: Frames whose long side is more than this many times their short side are refused.
 MAX_ASPECT = 8.0
 
+#: Images declaring more pixels than this are refused before decoding (300 MB as 8-bit RGB).
+MAX_PIXELS = 100_000_000
+
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
 _PNG_START = b"\x89PNG\r\n\x1a\n"
+_JPEG_FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_HEADER_BYTES = 262_144  # a JPEG's EXIF block (with its thumbnail) comes before its frame header
 
 # The eight ways a decoder may have turned a picture (EXIF orientations 1-8), identity first.
 _TURNS: tuple[Callable[[np.ndarray], np.ndarray], ...] = tuple(
@@ -56,6 +64,12 @@ def decode_image(path: str | Path) -> np.ndarray:
     not an image (or corrupt), a truncated JPEG, or pixels of a kind smartbin does not take.
     """
     data = _read_bytes(Path(path))
+    size = _declared_size(data[:_HEADER_BYTES].tobytes())
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(
+            f"image {path} is {size[0]}x{size[1]} px, more than smartbin decodes "
+            f"({MAX_PIXELS // 1_000_000} megapixels); shrink it"
+        )
     jpeg = data[:2].tobytes() == _JPEG_START
     if jpeg and _JPEG_END not in data[-4096:].tobytes():
         # The end marker may be followed by a little padding; a file cut short has none near its
@@ -113,12 +127,43 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 def _read_bytes(path: Path) -> np.ndarray:
     try:
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory: np.fromfile says so
+            raise ImageError(f"cannot read image {path}: not a regular file (a pipe, socket or device)")
         data = np.fromfile(path, np.uint8)
     except OSError as exc:  # no such file or folder, permission denied, is a directory, ...
         raise ImageError(f"cannot read image {path}: {os_error_reason(exc)}") from None
     if data.size == 0:
         raise ImageError(f"cannot read image {path}: the file is empty")
     return data
+
+
+def _declared_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG or BMP header; None for other formats or an unreadable header."""
+    if head.startswith(_PNG_START) and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith(b"BM") and len(head) >= 26:
+        width, height = (abs(int.from_bytes(head[i : i + 4], "little", signed=True)) for i in (18, 22))
+        return width, height
+    if head.startswith(_JPEG_START):
+        return _jpeg_frame_size(head)
+    return None
+
+
+def _jpeg_frame_size(head: bytes) -> tuple[int, int] | None:
+    """Walk a JPEG's marker segments to its frame header (SOFn: length, precision, height, width)."""
+    i = 2
+    while i + 9 <= len(head) and head[i] == 0xFF:
+        marker = head[i + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            i += 1
+        elif marker in _JPEG_FRAMES:
+            return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
+        elif marker in (0xDA, 0xD9):  # the scan or the end came first
+            return None
+        else:
+            i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
 
 
 def _may_have_alpha(data: np.ndarray) -> bool:

@@ -250,6 +250,11 @@ def unreadable_files(root: Path) -> dict[str, tuple[Path, str]]:
     (root / "empty.jpg").write_bytes(b"")
     (root / "folder.png").mkdir(exist_ok=True)
     Image.fromarray(np.full((H, W), 0.5, np.float32)).save(root / "float.tiff")
+    os.mkfifo(root / "pipe.jpg")  # reading it would wait for a writer forever
+    # Headers declaring 20000x20000 px (400 megapixels): a few kilobytes that would take gigabytes
+    (root / "huge.png").write_bytes(png[:16] + (20000).to_bytes(4, "big") * 2 + png[24:])
+    frame = jpeg.index(b"\xff\xc0")  # baseline frame header: marker, length, precision, height, width
+    (root / "huge.jpg").write_bytes(jpeg[: frame + 5] + (20000).to_bytes(2, "big") * 2 + jpeg[frame + 9 :])
     return {
         "missing": (root / "missing.png", "no such file"),
         "directory": (root / "folder.png", "is a directory"),
@@ -258,6 +263,9 @@ def unreadable_files(root: Path) -> dict[str, tuple[Path, str]]:
         "truncated jpeg": (root / "cut.jpg", "truncated JPEG"),
         "truncated png": (root / "cut.png", "not an image, or a corrupt one"),
         "floating-point pixels": (root / "float.tiff", "float32 pixels are not supported"),
+        "named pipe": (root / "pipe.jpg", "not a regular file"),
+        "huge png": (root / "huge.png", "is 20000x20000 px, more than smartbin decodes (100 megapixels)"),
+        "huge jpeg": (root / "huge.jpg", "is 20000x20000 px, more than smartbin decodes (100 megapixels)"),
     }
 
 
