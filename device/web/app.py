@@ -122,7 +122,7 @@ def make_app(
     def api_events() -> dict[str, Any]:
         query = bottle.request.query
         limit = _int_arg(query.get("limit"), "limit", default=20, low=1, high=MAX_LIMIT)
-        before = _int_arg(query.get("before"), "before", default=None, low=1)
+        before = _int_arg(query.get("before"), "before", default=None, low=1, high=queries.MAX_ID)
         wanted = query.get("filter") or None
         if wanted is not None and wanted not in queries.FILTERS:
             raise ApiError(400, f"filter: expected one of {', '.join(queries.FILTERS)}, got {wanted!r}")
@@ -141,6 +141,7 @@ def make_app(
         width = _int_arg(bottle.request.query.get("w"), "w", default=None, low=1)
         if width is not None and width not in THUMB_WIDTHS:
             raise ApiError(400, f"w: expected one of {', '.join(map(str, THUMB_WIDTHS))}, got {width}")
+        _check_event_id(event_id)
         connection = db()
         try:
             path = queries.image_path(connection, event_id)
@@ -170,6 +171,7 @@ def make_app(
                 WWW_Authenticate="Bearer",
             )
         label = _label_from_body(labels)
+        _check_event_id(event_id)
         connection = db(write=True)
         try:
             review = add_review(connection, event_id, label, reviewer(bottle.request), now_iso())
@@ -194,10 +196,16 @@ def _int_arg(
 ) -> int | None:
     if text is None or text == "":
         return default
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+    if not (text.isascii() and text.isdigit()) or int(text) < low or (high is not None and int(text) > high):
         bounds = f"{low}-{high}" if high is not None else f"{low} or more"
         raise ApiError(400, f"{name}: expected an integer {bounds}, got {text!r}")
     return int(text)
+
+
+def _check_event_id(event_id: int) -> None:
+    """An id past SQLite's integers names no event (and SQLite would refuse to look it up)."""
+    if event_id > queries.MAX_ID:
+        raise ApiError(404, f"no event {event_id}")
 
 
 def _label_from_body(labels: list[str]) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 FILTERS = ("uncertain", "wrong", "unreviewed")
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: no event has a larger id, and SQLite cannot compare one
 BUSY_TIMEOUT_S = 2.0  # a review waits at most this long for the daemon's write of an item
 
 # The newest review of each event (reviews are few next to events).

@@ -79,7 +79,7 @@ def test_events_page_backwards_and_filter(sorted_bin):
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=201", "limit=x", "before=-1", "filter=maybe"],
+    ["limit=0", "limit=201", "limit=x", "limit=%C2%B2", "before=-1", f"before={2**63}", "filter=maybe"],
 )
 def test_bad_event_queries_get_400_saying_why(sorted_bin, query):
     _, http, _, _ = sorted_bin
@@ -97,6 +97,7 @@ def test_photos_full_size_and_thumbnails(sorted_bin):
     assert status == 200 and small.shape[1] == 80
     assert small[..., 2].mean() > 150 and small[..., 1].mean() < 80  # still red (BGR)
     assert http.json("/api/events/99/photo", expect=404)["error"] == "no event 99"
+    assert http.json(f"/api/events/{2**70}/photo", expect=404)["error"] == f"no event {2**70}"  # past SQLite
     Path(events[1].image_path).unlink()  # pruned
     assert "no longer kept" in http.json(f"/api/events/{events[1].id}/photo", expect=404)["error"]
     assert "w: expected" in http.json(f"/api/events/{events[0].id}/photo?w=7", expect=400)["error"]
@@ -132,6 +133,7 @@ def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
     status, body = http.label(can, "paper", token)
     assert status == 400 and "can, glass, plastic, not_trash, empty" in body["error"]
     assert http.label(99, "glass", token) == (404, {"error": "no event 99"})
+    assert http.label(2**70, "glass", token) == (404, {"error": f"no event {2**70}"})
     status, _, body = http.request(
         "POST", f"/api/events/{can}/label", b"{not json", {"Authorization": f"Bearer {token}"}
     )
