@@ -28,6 +28,14 @@ def event_count(text: str) -> int:
     return value
 
 
+def repeat_count(text: str) -> int:
+    """How many times to go over something: 1 or more, and below 2**63 (what a loop can count)."""
+    value = _int_at_least(text, 1)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected a count below 2**63, got {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """A whole number of 0 or more (counts where 0 means none)."""
     return _int_at_least(text, 0)

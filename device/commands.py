@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import event_count, host_port, thread_count
+from .arguments import event_count, host_port, repeat_count, thread_count
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fast", action="store_true", help="no settle, servo travel or hold waits (all else measured)"
     )
     p.add_argument(
-        "--repeat", type=int, default=1, metavar="N", help="go over the images N times (default 1)"
+        "--repeat", type=repeat_count, default=1, metavar="N", help="go over the images N times (default 1)"
     )
     p.add_argument(
         "--json", action="store_true", help="one JSON object per item on stdout; summary on stderr"

@@ -173,6 +173,8 @@ def test_a_run_directory_whose_files_are_folders(tmp_path):
         (("events", "--limit", "many"), ("--limit",)),
         (("events", "--limit", "-5"), ("--limit", "0 or more")),
         (("events", "--limit", str(10**22)), ("--limit", "below 2**63")),  # not SQLite's OverflowError
+        (("simulate", "--repeat", str(10**20)), ("--repeat", "below 2**63")),  # not itertools' OverflowError
+        (("simulate", "--repeat", "0"), ("--repeat", "1 or more")),
         (("bogus-command",), ("invalid choice",)),
         ((), ("COMMAND",)),
     ],
