@@ -184,6 +184,14 @@ def read_events(path: Path, *, limit: int = 20) -> tuple[list[dict[str, Any]], d
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
+        have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        added = {name for name, _ in ADDED_COLUMNS}
+        missing = [c for c in ("id", *_COLUMNS) if c not in have and c not in added]
+        if have and missing:  # (no table at all: the SELECT says so)
+            raise sqlite3.DatabaseError(
+                f"its events table lacks {len(missing)} of smartbin's columns ({missing[0]}, ...): "
+                "smartbin did not write it"
+            )
         rows = db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         events = [dict(row) for row in reversed(rows)]
         for event in events:  # a log no daemon has opened since the box column came has none

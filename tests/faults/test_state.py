@@ -488,7 +488,7 @@ def test_an_unreadable_status_file_is_one_line(tmp_path, make, says):
     assert_one_line_error(run_smartbin("status", "--config", config), says.format(p=path))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "a directory"])
+@pytest.mark.parametrize("damage", ["garbage", "another program's table", "a directory"])
 def test_events_with_a_broken_log_is_one_line(tmp_path, damage):
     config = write_config(tmp_path, tmp_path / "state")
     db = tmp_path / "state" / "events.db"
@@ -496,6 +496,12 @@ def test_events_with_a_broken_log_is_one_line(tmp_path, damage):
     if damage == "garbage":
         db.write_bytes(os.urandom(5000))
         says = ["file is not a database", "moves a damaged one aside"]
+    elif damage == "another program's table":
+        with sqlite3.connect(db) as other:
+            other.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT)")
+            other.execute("INSERT INTO events (what) VALUES ('x')")
+        other.close()
+        says = ["cannot read the event log", "smartbin did not write it"]
     else:
         db.mkdir()
         says = ["is a directory"]
