@@ -177,11 +177,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import logging
     import threading
 
+    from .errors import SmartbinError, os_error_reason
     from .files import check_out_dir, printable_path
     from .simulate import simulate
 
-    if args.state_dir is not None:
+    if args.state_dir is not None:  # asked for: refused now rather than items left unrecorded
         check_out_dir(args.state_dir, "--state-dir")
+        try:
+            args.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SmartbinError(
+                f"{args.state_dir}: cannot create it ({os_error_reason(exc)}); choose another --state-dir"
+            ) from None
     if not args.verbose:  # the simulation prints each item itself
         logging.getLogger("smartbin.device.daemon").setLevel(logging.WARNING)
     count = 0

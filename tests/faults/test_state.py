@@ -538,3 +538,10 @@ def test_simulate_state_dir_that_cannot_be_a_directory_is_one_line(tmp_path, kin
     result = run_smartbin("simulate", "--fast", "--state-dir", state, timeout=TIMEOUT)
     assert_one_line_error(result, "--state-dir", "not a directory")
     assert blocker.read_text() == "x"
+
+
+def test_simulate_state_dir_that_cannot_be_created_is_one_line_before_any_item():
+    # /proc takes no new folders, not even from root (whom os.access lets past every check)
+    result = run_smartbin("simulate", "--fast", "--state-dir", "/proc/smartbin-state", timeout=TIMEOUT)
+    assert_one_line_error(result, "/proc/smartbin-state: cannot create it", "choose another --state-dir")
+    assert result.stdout == ""
