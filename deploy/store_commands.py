@@ -137,8 +137,15 @@ def cmd_export_events(args: argparse.Namespace) -> int:
     db = _config(args).paths.events_db
     if not db.is_file():
         raise SmartbinError(f"no event log at {db} yet; the daemon has not recorded an item")
+    out = None if args.out == "-" else Path(args.out)
+    if out is not None and out.is_dir():
+        raise SmartbinError(f"--out {out} is a folder; give a file name, such as {out / 'events.db'}")
+    if out is not None and not out.parent.is_dir():
+        raise SmartbinError(
+            f"--out {out}: no folder {out.parent} to write it in; create it or choose another"
+        )
     fd, tmp = tempfile.mkstemp(
-        prefix=".events-export-", suffix=".db", dir=None if args.out == "-" else Path(args.out).parent
+        prefix=".events-export-", suffix=".db", dir=None if out is None else out.parent
     )
     os.close(fd)
     try:
@@ -149,12 +156,12 @@ def cmd_export_events(args: argparse.Namespace) -> int:
         finally:
             dst.close()
             src.close()
-        if args.out == "-":
+        if out is None:
             with open(tmp, "rb") as f:
                 shutil.copyfileobj(f, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
-            os.replace(tmp, args.out)
+            os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return 0

@@ -545,3 +545,22 @@ def test_simulate_state_dir_that_cannot_be_created_is_one_line_before_any_item()
     result = run_smartbin("simulate", "--fast", "--state-dir", "/proc/smartbin-state", timeout=TIMEOUT)
     assert_one_line_error(result, "/proc/smartbin-state: cannot create it", "choose another --state-dir")
     assert result.stdout == ""
+
+
+def test_store_export_events_copies_the_log_and_names_a_wrong_out_in_one_line(tmp_path):
+    state = tmp_path / "state"
+    config = write_config(tmp_path, state)
+    make_events_db(state / "events.db", items=5)
+    copy = tmp_path / "copy.db"
+    result = run_smartbin("store", "export-events", "--config", config, "--out", copy)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 5
+    db.close()
+    for out, says in (
+        (tmp_path, f"--out {tmp_path} is a folder; give a file name, such as {tmp_path / 'events.db'}"),
+        (tmp_path / "none" / "x.db", f"no folder {tmp_path / 'none'} to write it in"),
+    ):
+        result = run_smartbin("store", "export-events", "--config", config, "--out", out)
+        assert_one_line_error(result, says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "copy.db", "photos", "state"]
