@@ -7,7 +7,7 @@ import argparse
 import json
 import logging
 
-from smartbin.device.arguments import thread_count
+from smartbin.device.arguments import given_path, thread_count
 
 from . import QUANTIZATIONS
 
@@ -81,10 +81,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Convert RUN_DIR/model.keras to TFLite, check it against the Keras model on the "
         "run's test split with the device's classifier, and write the bundle only if it passes.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'smartbin train'")
+    p.add_argument(
+        "run_dir", metavar="RUN_DIR", type=given_path, help="a directory written by 'smartbin train'"
+    )
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="int8", help="default: %(default)s")
     p.add_argument(
-        "--out", required=True, metavar="BUNDLE", help="bundle directory to write (replaced if it is one)"
+        "--out",
+        required=True,
+        metavar="BUNDLE",
+        type=given_path,
+        help="bundle directory to write (replaced if it is one)",
     )
     p.add_argument(
         "--max-drop",
@@ -113,10 +119,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run BUNDLE with the device runtime on DATA_DIR/<label>/* photos: accuracy, "
         "per-class precision/recall/F1, a confusion matrix PNG and inference latency p50/p95.",
     )
-    p.add_argument("bundle", metavar="BUNDLE", help="a model bundle directory")
+    p.add_argument("bundle", metavar="BUNDLE", type=given_path, help="a model bundle directory")
     p.add_argument(
         "data_dirs",
         metavar="DATA_DIR",
+        type=given_path,
         nargs="+",
         help="one sub-folder of photos per label; several folders (photo sets) are also reported one by one",
     )
@@ -127,6 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         metavar="DIR",
+        type=given_path,
         help="where to write metrics.json and confusion_matrix.png (default: ./evaluation-<version>)",
     )
     p.set_defaults(func=_evaluate, left_on_interrupt="nothing was written")
@@ -137,8 +145,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write a SavedModel whose serving signature takes a batch of JPEG/PNG bytes "
         "(REST: {'instances': [{'b64': ...}]}) and returns scores and labels.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'smartbin train'")
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="SavedModel directory to create (must not exist)"
+        "run_dir", metavar="RUN_DIR", type=given_path, help="a directory written by 'smartbin train'"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        type=given_path,
+        help="SavedModel directory to create (must not exist)",
     )
     p.set_defaults(func=_export_serving, left_on_interrupt="{out} was not created")

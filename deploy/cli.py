@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
-from smartbin.device.arguments import non_negative_int, positive_float, positive_int
+from smartbin.device.arguments import given_path, non_negative_int, positive_float, positive_int
 
 from . import store_commands
 
@@ -164,7 +163,10 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 def _add_ssh(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("ssh")
     g.add_argument(
-        "--ssh-config", type=Path, metavar="FILE", help="ssh config file to use instead of ~/.ssh/config"
+        "--ssh-config",
+        type=given_path,
+        metavar="FILE",
+        help="ssh config file to use instead of ~/.ssh/config",
     )
     g.add_argument(
         "--ssh-option",
@@ -278,7 +280,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "several HOSTs, each bin gets its own set DIR/<HOST>/.",
     )
     p.add_argument("hosts", nargs="+", metavar="HOST")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to put photos and events.db")
+    p.add_argument(
+        "--out", type=given_path, required=True, metavar="DIR", help="where to put photos and events.db"
+    )
     p.add_argument("-j", "--jobs", type=positive_int, default=4, metavar="N", help="bins at a time (4)")
     _add_remote(p)
     _add_ssh(p)
@@ -297,7 +301,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("hosts", nargs="+", metavar="HOST")
     p.add_argument(
         "--base",
-        type=Path,
+        type=given_path,
         action="append",
         required=True,
         metavar="DATA_DIR",
@@ -305,7 +309,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--work",
-        type=Path,
+        type=given_path,
         required=True,
         metavar="DIR",
         help="collected photos, run, bundle, evaluations and report.md (keep it: collect is incremental)",
@@ -381,13 +385,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("host", metavar="HOST")
     p.add_argument("--prefix", default="/", metavar="DIR", help="install under this root (tests; default /)")
     p.add_argument(
-        "--wheel", type=Path, metavar="FILE", help="smartbin wheel to install (default: build one here)"
+        "--wheel", type=given_path, metavar="FILE", help="smartbin wheel to install (default: build one here)"
     )
     p.add_argument(
-        "--config", type=Path, metavar="FILE", help="config to install (default: the example, if none there)"
+        "--config",
+        type=given_path,
+        metavar="FILE",
+        help="config to install (default: the example, if none there)",
     )
     p.add_argument(
-        "--unit", type=Path, metavar="FILE", help="systemd unit (default: systemd/smartbin.service)"
+        "--unit", type=given_path, metavar="FILE", help="systemd unit (default: systemd/smartbin.service)"
     )
     p.add_argument(
         "--remote-python", default="python3", metavar="PATH", help="python on the bin to make the venv with"

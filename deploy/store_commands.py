@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smartbin.device.arguments import non_negative_int
+from smartbin.device.arguments import given_path, non_negative_int
 from smartbin.device.config import Config, default_config_path, load_config
 from smartbin.device.errors import SmartbinError, os_error_message
 from smartbin.device.store import ModelStore, Switch, verify_bundle
@@ -200,10 +200,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub = subs.add_parser(name, help=help, description=help)
         func = _os_errors_as_one_line(func)
         sub.add_argument(
-            "--config", type=Path, help="bin config (default: $SMARTBIN_CONFIG, /etc/smartbin/config.toml)"
+            "--config",
+            type=given_path,
+            help="bin config (default: $SMARTBIN_CONFIG, /etc/smartbin/config.toml)",
         )
         sub.add_argument(
-            "--models-dir", type=Path, help="the model store (default: paths.models_dir of the config)"
+            "--models-dir", type=given_path, help="the model store (default: paths.models_dir of the config)"
         )
         sub.add_argument("--json", action="store_true", help="print one JSON object")
         sub.set_defaults(func=func, left_on_interrupt=left)

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
+
+
+def given_path(text: str) -> Path:
+    """A file or folder name; an empty one (``--images ""``) is refused, not taken as the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return Path(text)
 
 
 def positive_int(text: str) -> int:

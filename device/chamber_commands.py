@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .arguments import positive_int
+from .arguments import given_path, positive_int
 
 FRAME_GAP_S = 0.1  # between calibration frames of a live camera: something moving shows as unsteady
 MIN_FRAMES = 3  # a median of fewer says little
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--config",
-        type=Path,
+        type=given_path,
         metavar="FILE",
         help="config file (default: $SMARTBIN_CONFIG, else /etc/smartbin/config.toml if it exists, else built-in defaults)",
     )

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import event_count, host_port, repeat_count, thread_count
+from .arguments import event_count, given_path, host_port, repeat_count, thread_count
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        type=Path,
+        type=given_path,
         metavar="FILE",
         help="config file (default: $SMARTBIN_CONFIG, else /etc/smartbin/config.toml if it exists, else built-in defaults)",
     )
@@ -39,10 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Close the lid once per image (sub-folders included, sorted) and show where each item went.",
     )
     p.add_argument(
-        "--images", type=Path, metavar="DIR", help="photos to feed the camera (default: the bundled samples)"
+        "--images",
+        type=given_path,
+        metavar="DIR",
+        help="photos to feed the camera (default: the bundled samples)",
     )
     p.add_argument(
-        "--model", type=Path, metavar="BUNDLE", help="model bundle (default: as 'smartbin run' resolves it)"
+        "--model",
+        type=given_path,
+        metavar="BUNDLE",
+        help="model bundle (default: as 'smartbin run' resolves it)",
     )
     _add_config(p)
     p.add_argument(
@@ -56,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--state-dir",
-        type=Path,
+        type=given_path,
         metavar="DIR",
         help="keep the event log and status.json here (default: a temporary dir)",
     )
@@ -69,9 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_simulate, left_on_interrupt=_simulation_left)
 
     p = subparsers.add_parser("classify", help="classify image files with a model bundle")
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    p.add_argument("images", type=given_path, nargs="+", metavar="IMAGE")
     p.add_argument(
-        "--model", type=Path, metavar="BUNDLE", help="model bundle (default: as 'smartbin run' resolves it)"
+        "--model",
+        type=given_path,
+        metavar="BUNDLE",
+        help="model bundle (default: as 'smartbin run' resolves it)",
     )
     _add_config(p)
     p.add_argument(
@@ -102,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
         "check", help="OK only when 'smartbin run' would start with FILE (paths, camera source, model)"
     )
-    c.add_argument("file", type=Path, metavar="FILE")
+    c.add_argument("file", type=given_path, metavar="FILE")
     c.set_defaults(func=cmd_config_check, left_on_interrupt="nothing was changed")
     c = sub.add_parser("example", help="print a commented example config (for /etc/smartbin/config.toml)")
     c.set_defaults(func=cmd_config_example, left_on_interrupt="nothing was changed")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smartbin.device.arguments import non_negative_int, positive_float, positive_int
+from smartbin.device.arguments import given_path, non_negative_int, positive_float, positive_int
 
 from .backbones import BACKBONES
 
@@ -28,11 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "data_dirs",
         metavar="DATA_DIR",
-        type=Path,
+        type=given_path,
         nargs="+",
         help="a photo set: one sub-folder of photos per class (several sets train together; a set may lack classes)",
     )
-    p.add_argument("--out", metavar="RUN_DIR", type=Path, required=True, help="run directory to write")
+    p.add_argument("--out", metavar="RUN_DIR", type=given_path, required=True, help="run directory to write")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -163,10 +163,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "items_dir", metavar="ITEM_SET", type=Path, help="photos on a white board, one folder per class"
+        "items_dir", metavar="ITEM_SET", type=given_path, help="photos on a white board, one folder per class"
     )
-    p.add_argument("floors_dir", metavar="FLOOR_SET", type=Path, help="photos of items on real floors")
-    p.add_argument("--out", metavar="DIR", type=Path, required=True, help="folder to write")
+    p.add_argument("floors_dir", metavar="FLOOR_SET", type=given_path, help="photos of items on real floors")
+    p.add_argument("--out", metavar="DIR", type=given_path, required=True, help="folder to write")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="the split of both sets")
     p.add_argument("--val-percent", type=float, default=15.0, help="as given to smartbin train")

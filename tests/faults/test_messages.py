@@ -175,6 +175,9 @@ def test_a_run_directory_whose_files_are_folders(tmp_path):
         (("events", "--limit", str(10**22)), ("--limit", "below 2**63")),  # not SQLite's OverflowError
         (("simulate", "--repeat", str(10**20)), ("--repeat", "below 2**63")),  # not itertools' OverflowError
         (("simulate", "--repeat", "0"), ("--repeat", "1 or more")),
+        (("simulate", "--images", ""), ("--images", "got an empty one")),  # not the current folder
+        (("classify", ""), ("IMAGE", "got an empty one")),
+        (("convert", "", "--out", "B"), ("RUN_DIR", "got an empty one")),
         (("bogus-command",), ("invalid choice",)),
         ((), ("COMMAND",)),
     ],
