@@ -145,7 +145,7 @@ def _control_value(value: Any) -> Any:
 
 Bool = Annotated[bool, Field(strict=True, description="true or false")]
 Pin = _int(0, 27, "an integer GPIO pin 0-27")
-Angle = _float(-360, 360, "an angle in degrees")
+Angle = _float(-360, 360, "an angle in degrees, -360 to 360")
 PulseMs = _float(0.1, 5.0, "a pulse width in ms 0.1-5")
 Seconds10 = _float(0, 10, "seconds 0-10")
 Seconds30 = _float(0, 30, "seconds 0-30")
@@ -320,7 +320,7 @@ class PathsConfig:
 class ImagesConfig:
     save: Bool = False
     max_count: _int(1, 10_000_000, "a count 1-10000000") = 500
-    max_mb: _float(0.1, 1_000_000, "megabytes (0.1 or more)") = 100.0
+    max_mb: _float(0.1, 1_000_000, "megabytes, 0.1 to 1000000") = 100.0
 
 
 def default_bin_id() -> str:
@@ -760,6 +760,12 @@ def _one_line(exc: ValidationError, where: str, data: Mapping[str, Any]) -> Conf
         tp, description = _declared(loc)
         if description is None and (dataclasses.is_dataclass(tp) or get_origin(tp) in (Mapping, dict)):
             description = "a table"
+        elif description is None and get_origin(tp) is tuple:
+            description = "a list"
+            inner = get_args(tp)[0]
+            if get_origin(inner) is Annotated:
+                described = [m.description for m in inner.__metadata__ if isinstance(m, FieldInfo)]
+                description += f", each {described[0]}" if described else ""
         if kind in ("missing", "missing_argument", "missing_keyword_argument"):
             problem = f"missing; expected {description}"
         else:

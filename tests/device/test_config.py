@@ -85,6 +85,15 @@ def test_the_example_config_is_valid_and_describes_a_real_bin():
         ("[classifier]\nframes = 0", "classifier.frames: expected a frame count 1-50, got 0"),
         ("lid = 3", "lid: expected a table, got 3"),
         (
+            '[feedback]\nbeep = "sorted"',
+            "feedback.beep: expected a list, each one of sorted, unsure, empty, full, fault, got 'sorted'",
+        ),
+        (
+            "[compartments.can]\nchute = 500",
+            "compartments.can.chute: expected an angle in degrees, -360 to 360",
+        ),
+        ("[images]\nmax_mb = 1e300", "images.max_mb: expected megabytes, 0.1 to 1000000, got 1e+300"),
+        (
             '[camera.controls]\nAfMode = "manual"',
             "camera.controls.AfMode: expected a number, true/false or a list of numbers, got 'manual'",
         ),
