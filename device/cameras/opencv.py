@@ -56,9 +56,13 @@ class OpenCVCamera(Camera):
         cap = cv2.VideoCapture(self.source)
         if not cap.isOpened():
             cap.release()
-            what = "video file" if self.is_file else "camera"
+            if self.is_file:
+                raise CameraError(
+                    f"cannot open video file {self.source}: OpenCV cannot read it as a video; "
+                    "give a video file, a camera index or /dev/videoN"
+                )
             raise CameraError(
-                f"cannot open {what} {self.source}; check that it is connected and readable (group 'video')"
+                f"cannot open camera {self.source}; check that it is connected and readable (group 'video')"
             )
         if not self.is_file:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)

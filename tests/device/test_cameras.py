@@ -409,8 +409,9 @@ def test_opencv_open_failures_are_camera_errors(tmp_path: Path) -> None:
         OpenCVCamera(str(tmp_path / "missing.avi"), width=64, height=48).open()
     not_video = tmp_path / "not-a-video.avi"
     not_video.write_bytes(b"garbage" * 100)
-    with pytest.raises(CameraError, match="cannot open video file"):
+    with pytest.raises(CameraError, match=r"cannot open video file .*cannot read it as a video") as err:
         OpenCVCamera(str(not_video), width=64, height=48).open()
+    assert "group 'video'" not in str(err.value)  # no camera permission to blame
     with pytest.raises(CameraError, match="not open"):
         OpenCVCamera(0, width=64, height=48).capture()
 
