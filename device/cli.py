@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=python_stderr,  # log lines from other threads survive a decode's silenced fd 2
     )
+    if not args.verbose:  # "generated new fontManager" on a first plot says nothing to a user
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
         with _sigterm_interrupts():
             code = int(args.func(args) or 0)
