@@ -29,7 +29,11 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _store(args: argparse.Namespace, config: Config) -> ModelStore:
-    return ModelStore(args.models_dir or config.paths.models_dir)
+    models_dir = args.models_dir or config.paths.models_dir
+    if models_dir.exists() and not models_dir.is_dir():
+        option = "--models-dir" if args.models_dir else "paths.models_dir"
+        raise SmartbinError(f"{models_dir}: not a directory; {option} must name the model store's folder")
+    return ModelStore(models_dir)
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:

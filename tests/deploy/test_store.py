@@ -129,3 +129,10 @@ def test_store_command_errors_are_one_line(tmp_path, capsys):
     assert main(["store", "clean", "--models-dir", str(tmp_path / "file" / "models")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("smartbin: error: ") and "models: not a directory" in err and err.count("\n") == 1
+    for command in (["list"], ["install", str(C3)]):  # the store itself is a file
+        assert main(["store", *command, "--models-dir", str(tmp_path / "file")]) == 1
+        err = capsys.readouterr().err
+        assert (
+            err
+            == f"smartbin: error: {tmp_path / 'file'}: not a directory; --models-dir must name the model store's folder\n"
+        )
