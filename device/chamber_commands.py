@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .chamber import frame_stats, save_reference
     from .config import default_config_path, load_config
-    from .errors import SmartbinError, os_error_reason
+    from .errors import SmartbinError, os_error_message, os_error_reason
     from .lock import StateDirLock
 
     config = load_config(args.config if args.config is not None else default_config_path())
@@ -68,7 +68,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "(e.g. 'sudo systemctl stop smartbin'), calibrate, then start it again: it reads the reference when it starts"
         ) from None
     except OSError as exc:
-        raise SmartbinError(f"cannot write the state directory {state_dir}: {os_error_reason(exc)}") from None
+        raise SmartbinError(
+            f"cannot write the state directory {state_dir} ({os_error_message(exc)})"
+        ) from None
     try:
         frames = _take_frames(config, args.frames)
         path = save_reference(state_dir, frames, config.camera, config.empty)

@@ -36,7 +36,7 @@ from .chamber import FAULT_TEXT, Chamber, Look, crop_box
 from .classifier import Classifier, Prediction
 from .config import Config
 from .decision import decide
-from .errors import CameraError, SmartbinError, os_error_reason
+from .errors import CameraError, SmartbinError, os_error_message, os_error_reason
 from .events import ImageStore, ItemEvent
 from .feedback import Feedback
 from .files import printable_path
@@ -188,7 +188,7 @@ class Daemon:
             self.state_lock.acquire()
         except OSError as exc:
             self.state_dir_error = (
-                f"cannot write the state directory {self.config.paths.state_dir}: {os_error_reason(exc)}"
+                f"cannot write the state directory {self.config.paths.state_dir} ({os_error_message(exc)})"
             )
             log.error(
                 "%s; the bin sorts WITHOUT status.json, and a second daemon on it would go unnoticed",
