@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
+from . import interrupts
 from .errors import SmartbinError, Terminated, os_error_message
 from .native import python_stderr, quiet_native_logs, show_native_output
 
@@ -42,20 +43,27 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` while a command runs (``run`` installs its own handler)."""
+def _noted_interrupts() -> Iterator[None]:
+    """While a command runs, Ctrl-C raises ``KeyboardInterrupt`` and SIGTERM :class:`Terminated`, and
+    both are noted so that one swallowed by a callback is raised again (:mod:`.interrupts`).
+
+    ``run`` installs its own handlers.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> NoReturn:
-        raise Terminated
+        interrupts.note(signum)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        interrupts.forget()
 
 
 def _left_as_it_was(args: argparse.Namespace) -> str:
@@ -94,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # "generated new fontManager" on a first plot says nothing to a user
         logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
-        with _sigterm_interrupts():
+        with _noted_interrupts():
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a reader that left (`smartbin events | head`) shows here, not at exit
             return code

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from . import interrupts
 from .errors import SmartbinError, os_error_reason
 
 
@@ -15,7 +16,9 @@ def publish_dir(staging: Path, out: Path) -> None:
 
     Both must be on one file system. An existing ``out`` is renamed aside first and removed only
     once the new one is in place, so a crash in between leaves ``.<name>.old`` rather than nothing.
+    A Ctrl-C or SIGTERM noted while the work ran (and perhaps swallowed) is raised here instead.
     """
+    interrupts.raise_if_noted()
     staging.chmod(0o755)
     if not out.exists():
         staging.rename(out)

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from smartbin.device import interrupts
 from smartbin.device.bundle import file_sha256
 from smartbin.device.errors import SmartbinError
 from smartbin.device.files import publish_dir
@@ -320,6 +321,7 @@ def _fit(
             data["val"], opts.batch_size, training=False, seed=opts.seed, one_hot=n_classes
         )
     callbacks = [
+        _NotedInterrupt(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=opts.patience, restore_best_weights=True),
         keras.callbacks.CSVLogger(str(logs.parent / f"history_{phase}.csv")),
         *_tensorboard(logs / phase),
@@ -340,6 +342,13 @@ def _fit(
         {"phase": phase, "epoch": i + 1, **{k: float(result.history[k][i]) for k in keys}}
         for i in range(len(result.epoch))
     ]
+
+
+class _NotedInterrupt(keras.callbacks.Callback):
+    """Stop at the next batch on a Ctrl-C or SIGTERM that TensorFlow's clean-up code swallowed."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        interrupts.raise_if_noted()
 
 
 def _compile(

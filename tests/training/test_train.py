@@ -249,3 +249,42 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_run(
     assert main(["train", str(data), "--out", str(precious), "--overwrite", "--weights", "none"]) == 1
     assert "not a run directory" in capsys.readouterr().err
     assert (precious / "thesis.txt").read_text() == "years of work"
+
+
+def test_a_swallowed_ctrl_c_still_stops_the_run_and_keeps_the_old_one(
+    tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A KeyboardInterrupt raised inside a weakref callback is printed and dropped by Python; the
+    CLI's handler has noted the signal all the same, so the finished run is not moved into place."""
+    import signal
+
+    from smartbin.device import interrupts
+    from smartbin.training import train as train_module
+
+    real_run = train_module._run
+
+    def run_then_lose_a_ctrl_c(*args: object) -> None:
+        real_run(*args)
+        interrupts.note(signal.SIGINT)  # what the handler did before its KeyboardInterrupt was lost
+
+    monkeypatch.setattr(train_module, "_run", run_then_lose_a_ctrl_c)
+    before = (tiny_run / "model.keras").read_bytes()
+    (data,) = json.loads((tiny_run / "run.json").read_text())["data_dirs"]
+    argv = [
+        "train",
+        data,
+        "--out",
+        str(tiny_run),
+        "--overwrite",
+        "--backbone",
+        "tiny_cnn",
+        "--weights",
+        "none",
+    ]
+    argv += ["--input-size", "32", "--head-epochs", "1", "--fine-tune-epochs", "0", "--quiet"]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.endswith(
+        f"interrupted; {tiny_run} left as it was (the unfinished run was removed)\n"
+    )
+    assert (tiny_run / "model.keras").read_bytes() == before
+    assert not list(tiny_run.parent.glob(".run.partial-*"))
