@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from smartbin.device.bundle import MANIFEST_NAME, is_safe_name, load_bundle
+from smartbin.device.bundle import LABELS_NAME, MANIFEST_NAME, is_safe_name, load_bundle
 from smartbin.device.errors import BundleError, SmartbinError
 from smartbin.device.files import check_out_dir
 from smartbin.device.native import native_stderr_silenced
 
 from . import tflite
-from .bundle_writer import write_bundle
+from .bundle_writer import MODEL_NAME, write_bundle
 from .frames import load_frames, sample_examples
 from .parity import (
     ParityReport,
@@ -36,6 +36,8 @@ from .parity import (
 from .run_dir import TrainingRun, load_keras_model, load_run
 
 log = logging.getLogger(__name__)
+
+BUNDLE_FILES = frozenset({MANIFEST_NAME, LABELS_NAME, MODEL_NAME})  # what a bundle written here holds
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ def check_out(out: Path) -> None:
     check_out_dir(out, "--out")
     if out.exists() and not (out / MANIFEST_NAME).is_file():
         raise BundleError(f"{out}: exists and is not a model bundle; choose another --out")
+    others = sorted(p.name for p in out.iterdir() if p.name not in BUNDLE_FILES) if out.exists() else []
+    if others:  # replacing the bundle would delete them
+        raise BundleError(
+            f"{out}: a model bundle that also holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}; "
+            "move them out or choose another --out"
+        )
 
 
 def check_arguments(

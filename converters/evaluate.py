@@ -11,6 +11,7 @@ latency of its own CPU; without matplotlib it writes no PNG and says so.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ from smartbin.device.bundle import load_bundle
 from smartbin.device.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.classifier import Classifier
 from smartbin.device.errors import CameraError, SmartbinError
-from smartbin.device.files import check_out_dir, dir_problem
+from smartbin.device.files import check_out_dir, check_outside, dir_problem
 from smartbin.device.images import read_rgb
 from smartbin.training.metrics import confusion_matrix, per_class, plot_confusion
+
+_EVALUATION_FILE = re.compile(r"metrics\.json|confusion_matrix(_.+)?\.png")  # what evaluate writes
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,21 @@ def _named_folders(data_dirs: str | Path | Sequence[str | Path]) -> dict[str, Pa
     return folders
 
 
+def _earlier_evaluation(out: Path) -> list[Path]:
+    """The files of an earlier evaluation in ``out``; a folder holding anything else is refused
+    (a training run's ``metrics.json``, a class of photos), since this one would mix into it."""
+    if not out.is_dir():
+        return []
+    files = sorted(out.iterdir())
+    others = [p.name for p in files if not _EVALUATION_FILE.fullmatch(p.name)]
+    if others:
+        raise SmartbinError(
+            f"--out {out} holds files that no evaluation wrote ({others[0]}"
+            f"{', ...' if len(others) > 1 else ''}); choose a new or empty folder"
+        )
+    return files
+
+
 def evaluate_bundle(
     bundle_path: str | Path,
     data_dirs: str | Path | Sequence[str | Path],
@@ -105,6 +123,8 @@ def evaluate_bundle(
     classifier = Classifier(bundle, threads=threads)
     out = Path(out_dir) if out_dir is not None else Path(f"evaluation-{bundle.version}")
     check_out_dir(out, "--out")
+    check_outside(out, folders.values(), "--out")
+    earlier = _earlier_evaluation(out)
 
     several = len(scans) > 1
     notes = [f"{name}: {note}" if several else note for name, scan in scans.items() for note in scan.notes]
@@ -172,6 +192,8 @@ def evaluate_bundle(
             for name in scans
         }
     out.mkdir(parents=True, exist_ok=True)
+    for path in earlier:  # an earlier report's pictures must not pass for this one's
+        path.unlink(missing_ok=True)
     report["outputs"] = {"metrics": str(out / "metrics.json")}
     try:
         png = plot_confusion(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import interrupts
@@ -48,6 +49,18 @@ def check_out_dir(path: str | Path, option: str) -> None:
         raise SmartbinError(
             f"{path}: permission denied (cannot create folders in {parent}); choose another {option}"
         )
+
+
+def check_outside(out: str | Path, inputs: Iterable[str | Path], option: str) -> None:
+    """Refuse an output folder that is, or lies inside, a folder the command reads: its files would
+    be read back as input (a run's reports as a class of photos)."""
+    target = Path(out).expanduser().resolve()
+    for given in inputs:
+        source = Path(given).expanduser().resolve()
+        if target.is_relative_to(source):
+            raise SmartbinError(
+                f"{option} {out} is inside {given}, which this command reads; choose a folder outside it"
+            )
 
 
 def dir_problem(path: str | Path) -> str | None:

@@ -13,6 +13,7 @@ from smartbin.device.arguments import given_path, non_negative_int, positive_flo
 from .backbones import BACKBONES
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+MAX_BATCH = 4096  # images per training step
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -191,7 +192,7 @@ def check_run_out(out: Path, *, overwrite: bool) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from smartbin.device.errors import SmartbinError
-    from smartbin.device.files import dir_problem
+    from smartbin.device.files import check_outside, dir_problem
     from smartbin.device.native import import_quietly
 
     if args.backbone not in BACKBONES:
@@ -223,8 +224,11 @@ def _train(args: argparse.Namespace) -> int:
             raise SmartbinError(
                 f"{data_dir}: {problem}; give a data folder with one sub-folder of photos per class"
             )
+    if args.batch_size > MAX_BATCH:  # a larger one only stalls TensorFlow's input pipeline
+        raise SmartbinError(f"--batch-size {args.batch_size} is out of range; use 1 to {MAX_BATCH}")
     classes = class_list(args.classes)
     check_run_out(args.out, overwrite=args.overwrite)
+    check_outside(args.out, args.data_dirs, "--out")
     from .dataset import scan_dataset
 
     scan = scan_dataset(  # the data checks too, before TensorFlow's ~10 s start

@@ -20,7 +20,7 @@ import numpy as np
 
 from smartbin.device.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.errors import SmartbinError
-from smartbin.device.files import check_out_dir, dir_problem, publish_dir
+from smartbin.device.files import check_out_dir, check_outside, dir_problem, publish_dir
 
 from .backgrounds import Backgrounds
 from .cutpaste import cut_out, on_white_board, paste
@@ -56,6 +56,7 @@ def make_floor_set(
     """
     items_dir, floors_dir, out = (Path(p).expanduser().resolve() for p in (items_dir, floors_dir, out))
     check_out_dir(out, "--out")
+    check_outside(out, (items_dir, floors_dir), "--out")
     if out.exists() and any(out.iterdir()) and not (overwrite and (out / REPORT).is_file()):
         raise SmartbinError(
             f"{out} already exists and is not empty; choose another --out"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import shutil
+from pathlib import Path
 
 import pytest
 
 from smartbin.converters.convert import convert_run
 from smartbin.device.cli import main
 from smartbin.device.errors import SmartbinError
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
 
 def fails(capsys, *argv) -> str:
@@ -93,6 +97,16 @@ def test_out_is_not_a_bundle(tiny_run, tmp_path, capsys):
     assert "exists and is not a model bundle; choose another --out" in err
     assert [p.name for p in tmp_path.iterdir()] == ["photos.txt"]
     assert (tmp_path / "photos.txt").read_text() == "precious"
+
+
+def test_a_bundle_holding_other_files_is_not_replaced(tiny_run, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(FIXTURES / "colour3-int8", bundle)
+    (bundle / "NOTES.txt").write_text("precious")
+    before = sorted(p.name for p in bundle.iterdir())
+    err = fails(capsys, "convert", tiny_run, "--out", bundle)
+    assert f"{bundle}: a model bundle that also holds NOTES.txt; move them out or choose another --out" in err
+    assert sorted(p.name for p in bundle.iterdir()) == before
 
 
 def test_unknown_quantisation_and_bad_numbers(tiny_run, tmp_path, capsys):

@@ -90,6 +90,29 @@ def test_evaluate_needs_folders_named_after_labels(int8_bundle, tmp_path, capsys
     assert not (tmp_path / "r").exists()
 
 
+def test_evaluate_never_writes_into_what_it_reads_or_into_a_run(int8_bundle, photos, tiny_run, capsys):
+    for out, says in (
+        (photos / "can", f"--out {photos / 'can'} is inside {photos}, which this command reads"),
+        (tiny_run, f"--out {tiny_run} holds files that no evaluation wrote"),  # its metrics.json stays
+    ):
+        before = sorted(p.name for p in out.iterdir())
+        assert main(["evaluate", str(int8_bundle), str(photos), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("smartbin: error: ") and says in err and err.count("\n") == 1
+        assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_evaluating_again_into_the_same_folder_leaves_no_picture_of_the_first(
+    int8_bundle, photos, tmp_path, capsys
+):
+    shutil.copytree(photos, tmp_path / "second")
+    out = tmp_path / "report"
+    assert main(["evaluate", str(int8_bundle), str(photos), str(tmp_path / "second"), "--out", str(out)]) == 0
+    assert (out / "confusion_matrix_second.png").is_file()
+    assert main(["evaluate", str(int8_bundle), str(photos), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json"]
+
+
 def test_evaluate_missing_folder_and_bad_bundle(int8_bundle, tmp_path, capsys):
     assert main(["evaluate", str(int8_bundle), str(tmp_path / "nowhere")]) == 1
     assert "no such folder" in capsys.readouterr().err

@@ -67,3 +67,19 @@ def test_floor_set_out_that_exists_is_kept(tmp_path: Path, sets: tuple[Path, Pat
     result = run_smartbin("floor-set", *sets, "--out", out, "--overwrite")
     assert_one_line_error(result, f"{out} already exists and is not empty")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_floor_set_out_inside_the_item_set(tmp_path: Path, sets: tuple[Path, Path]) -> None:
+    board, floors = sets
+    before = sorted(p.relative_to(board) for p in board.rglob("*"))
+    result = run_smartbin("floor-set", board, floors, "--out", board / "floors")
+    assert_one_line_error(result, f"--out {board / 'floors'} is inside {board}, which this command reads")
+    assert sorted(p.relative_to(board) for p in board.rglob("*")) == before  # no new "class"
+
+
+def test_train_out_inside_a_photo_set(tmp_path: Path, sets: tuple[Path, Path]) -> None:
+    board, floors = sets
+    result = run_smartbin("train", board, floors, "--out", floors / "run")
+    assert_one_line_error(result, f"--out {floors / 'run'} is inside {floors}")
+    assert not (floors / "run").exists()
+    _nothing_written(tmp_path)

@@ -107,6 +107,7 @@ def test_cli_refuses_to_overwrite_a_run_and_keeps_it(
         (["--input-size", "8"], "--input-size 8 is out of range; use 32 to 1024"),
         (["--input-size", "99999999"], "--input-size 99999999 is out of range"),
         (["--mixup", "inf"], "--mixup inf is out of range"),
+        (["--batch-size", "10000000"], "--batch-size 10000000 is out of range; use 1 to 4096"),
         (
             ["--backbone", "mobilenet_v2", "--weights", "/nope.weights.h5"],
             "weights file /nope.weights.h5 not found",
