@@ -11,7 +11,13 @@ import shlex
 import sys
 from typing import Any
 
-from smartbin.device.arguments import given_path, non_negative_int, positive_float, positive_int
+from smartbin.device.arguments import (
+    accuracy_points,
+    given_path,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 from . import store_commands
 
@@ -116,7 +122,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from smartbin.device.errors import SmartbinError
     from smartbin.device.files import check_out_dir, dir_problem
     from smartbin.training.backbones import BACKBONES
-    from smartbin.training.cli import class_list
+    from smartbin.training.cli import MAX_BATCH, class_list
+    from smartbin.training.dataset import photo_sets
 
     from .fleet import parse_hosts
     from .retrain import RetrainOptions, retrain
@@ -127,6 +134,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         problem = dir_problem(base)
         if problem:
             raise SmartbinError(f"--base {base}: {problem}; give a photo set with one sub-folder per class")
+    photo_sets(args.base)  # a class folder given as a set, a set given twice: before any bin is reached
+    if args.input_size is not None and not 32 <= args.input_size <= 1024:
+        raise SmartbinError(f"--input-size {args.input_size} is out of range; use 32 to 1024")
+    if args.batch_size > MAX_BATCH:
+        raise SmartbinError(f"--batch-size {args.batch_size} is out of range; use 1 to {MAX_BATCH}")
+    if args.val_percent + args.test_percent >= 100:
+        raise SmartbinError("--val-percent and --test-percent must add up to less than 100")
     check_out_dir(args.work, "--work")
     train = {
         "backbone": args.backbone,
@@ -347,14 +361,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-drop",
-        type=float,
+        type=accuracy_points,
         default=1.0,
         metavar="POINTS",
         help="parity gate: most accuracy points int8 may lose against Keras (1)",
     )
     p.add_argument(
         "--max-base-drop",
-        type=float,
+        type=accuracy_points,
         default=0.0,
         metavar="POINTS",
         help="most accuracy points the new model may lose against the live one on the base test split (0)",

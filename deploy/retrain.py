@@ -236,7 +236,7 @@ def decide(
         )
     if has_base:
         ours, theirs = new.accuracy(BASE_TEST), live.accuracy(BASE_TEST)
-        if 100 * (theirs - ours) > max_base_drop + 1e-9:
+        if not 100 * (theirs - ours) <= max_base_drop + 1e-9:  # a NaN allowance allows nothing
             n = new.figures(BASE_TEST)["images"]
             return (
                 f"the new model is worse than {live_version} on the base sets' {n} test photos "

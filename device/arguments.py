@@ -8,6 +8,17 @@ import math
 from pathlib import Path
 
 
+def accuracy_points(text: str) -> float:
+    """Percentage points of accuracy a check allows to be lost: 0 to 100 (NaN would pass every check)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of points, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected points from 0 to 100, got {text}")
+    return value
+
+
 def given_path(text: str) -> Path:
     """A file or folder name; an empty one (``--images ""``) is refused, not taken as the current folder."""
     if not text:

@@ -137,7 +137,7 @@ def scan_dataset(
         data_dirs = [data_dirs]
     if not (val_percent > 0 and test_percent > 0 and val_percent + test_percent < 100):
         raise DatasetError("--val-percent and --test-percent must be positive and add up to less than 100")
-    sets = _photo_sets(data_dirs)
+    sets = photo_sets(data_dirs)
     labels = _labels(sets, classes)
 
     result = ScanResult(sets=sets, labels=labels, items=[])
@@ -211,7 +211,7 @@ def scan_dataset(
     return result
 
 
-def _photo_sets(data_dirs: Sequence[str | Path]) -> list[PhotoSet]:
+def photo_sets(data_dirs: Sequence[str | Path]) -> list[PhotoSet]:
     """Each DATA_DIR as a set, checked: it exists, holds class folders (it is no class folder itself), is named uniquely."""
     sets: list[PhotoSet] = []
     for data_dir in data_dirs:

@@ -121,3 +121,20 @@ def test_retrain_refuses_a_worse_model_and_changes_nothing(fleet, capsys, tmp_pa
     assert "bin1: deployed:" not in captured.out and "would deploy" not in captured.out
     assert b.current == "colour3-int8-1"
     assert "not deployed: the new model is worse" in (tmp_path / "work" / "report.md").read_text()
+
+
+def test_a_nan_allowance_lets_no_worse_model_through():
+    from smartbin.deploy.retrain import BASE_TEST, HELD_OUT, Verdicts, decide
+
+    def verdicts(base_accuracy: float) -> Verdicts:
+        return Verdicts(
+            {
+                "by_source": {
+                    HELD_OUT: {"accuracy": 0.9, "images": 10},
+                    BASE_TEST: {"accuracy": base_accuracy, "images": 100},
+                }
+            }
+        )
+
+    assert decide(verdicts(0.95), verdicts(0.95), "live-1", 0.0, True) is None  # as good: deploy
+    assert "worse than live-1" in decide(verdicts(0.10), verdicts(0.95), "live-1", float("nan"), True)

@@ -73,6 +73,19 @@ def test_bad_arguments_are_refused_before_any_bin_is_reached(tmp_path, base):
         (["--base", base, "--work", a_file], ["--work", "not a directory"]),
         (["--base", base, "--work", tmp_path / "w", "--backbone", "resnet"], ["unknown backbone 'resnet'"]),
         (["--base", base, "--work", tmp_path / "w", "--classes", "can,,glass"], ["--classes"]),
+        # NaN would pass the comparison with the live model, letting a worse model through
+        (
+            ["--base", base, "--work", tmp_path / "w", "--max-base-drop", "nan"],
+            ["--max-base-drop", "0 to 100"],
+        ),
+        (["--base", base, "--work", tmp_path / "w", "--max-drop", "-1"], ["--max-drop", "0 to 100"]),
+        (["--base", base, "--work", tmp_path / "w", "--input-size", "5"], ["--input-size 5 is out of range"]),
+        (["--base", base, "--base", base, "--work", tmp_path / "w"], ["is given twice"]),
+        (["--base", next(base.iterdir()), "--work", tmp_path / "w"], ["looks like a class folder"]),
+        (
+            ["--base", base, "--work", tmp_path / "w", "--val-percent", "90", "--test-percent", "20"],
+            ["add up to less than 100"],
+        ),
     ]
     for args, fragments in cases:
         result = run_smartbin("retrain", "bin.invalid", *args, timeout=60)
