@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,10 @@ def _read_splits(path: Path, labels: tuple[str, ...]) -> dict[str, list[Example]
                 raise RunDirError(f"{path / SPLITS_CSV}: expected the header 'path,label,split'")
             for line, row in enumerate(reader, start=2):
                 label, split = row["label"], row["split"]
+                if None in (row["path"], label, split):
+                    raise RunDirError(
+                        f"{path / SPLITS_CSV}:{line}: expected path,label,split; train again or restore it"
+                    )
                 if label not in labels:
                     raise RunDirError(
                         f"{path / SPLITS_CSV}:{line}: label {label!r} is not in run.json labels {list(labels)}"
@@ -191,6 +196,10 @@ def load_keras_model(run: TrainingRun) -> Any:
     """Load ``model.keras`` and check it fits ``run.json`` (input size, one output per label)."""
     import keras
 
+    if run.model_path.is_file() and not zipfile.is_zipfile(run.model_path):  # a .keras file is a zip
+        raise RunDirError(
+            f"{run.model_path}: not a Keras model file (truncated or damaged); train again or restore it"
+        )
     try:
         model = keras.models.load_model(run.model_path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file; the user needs one line

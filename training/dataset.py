@@ -217,10 +217,16 @@ def photo_sets(data_dirs: Sequence[str | Path]) -> list[PhotoSet]:
     for data_dir in data_dirs:
         path = Path(data_dir).expanduser().resolve()
         if not path.is_dir():
+            what = "is a file, not a folder" if path.exists() else "not found"
             raise DatasetError(
-                f"data folder {path} not found; give a folder with one sub-folder of photos per class"
+                f"data folder {path} {what}; give a folder with one sub-folder of photos per class"
             )
         class_dirs = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        odd = next((name for name in class_dirs if not name.isprintable()), None)
+        if odd is not None:  # a label with a line break would split labels.txt and every report
+            raise DatasetError(
+                f"{path} has a class folder named {odd!r}; rename it without control characters"
+            )
         if not class_dirs:
             if _photos_in(path):
                 raise DatasetError(

@@ -52,8 +52,19 @@ def test_incomplete_run_dir(run_copy, tmp_path, capsys, damage, message):
 
 def test_missing_run_dir_and_corrupt_model(run_copy, tmp_path, capsys):
     assert "nope: no such folder" in fails(capsys, "convert", tmp_path / "nope", "--out", tmp_path / "b")
-    (run_copy / "model.keras").write_bytes(b"not a zip")
-    assert "cannot load the Keras model" in fails(capsys, "convert", run_copy, "--out", tmp_path / "b")
+    whole = (run_copy / "model.keras").read_bytes()
+    for damaged in (b"not a zip", whole[: len(whole) // 2], b""):  # not "File not found", as Keras says
+        (run_copy / "model.keras").write_bytes(damaged)
+        for command in ("convert", "export-serving"):
+            err = fails(capsys, command, run_copy, "--out", tmp_path / "b")
+            assert "model.keras: not a Keras model file (truncated or damaged)" in err
+
+
+def test_a_short_row_in_splits_csv_names_its_line(run_copy, tmp_path, capsys):
+    with open(run_copy / "splits.csv", "a", newline="") as f:
+        f.write("/some/photo.jpg,can\n")
+    err = fails(capsys, "convert", run_copy, "--out", tmp_path / "b")
+    assert "splits.csv:" in err and "expected path,label,split" in err
 
 
 def test_inconsistent_run_json(run_copy, tmp_path, capsys):

@@ -124,6 +124,14 @@ def test_adding_a_set_keeps_every_photo_in_its_split(tmp_path: Path) -> None:
             lambda board, floor: [board, floor.rename(floor.parent / "x" / "board")],
             "two photo sets are named",
         ),
+        (
+            lambda board, floor: [board / "glass" / next((board / "glass").iterdir()).name],
+            "is a file, not a folder",
+        ),
+        (
+            lambda board, floor: [(board / "glass").rename(board / "gl\nass").parent],
+            r"class folder named 'gl\\nass'; rename it without control characters",
+        ),
     ],
 )
 def test_folders_that_are_not_sets(tmp_path: Path, make, message: str) -> None:
