@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from smartbin.device.arguments import (
@@ -23,8 +24,12 @@ from . import store_commands
 
 
 def _ssh_options(args: argparse.Namespace) -> Any:
+    from smartbin.device.errors import SmartbinError
+
     from .ssh import SshOptions
 
+    if args.ssh_config is not None and not args.ssh_config.is_file():  # else ssh blames every bin
+        raise SmartbinError(f"--ssh-config {args.ssh_config}: no such file; give an ssh config file")
     return SshOptions(
         config_file=args.ssh_config,
         options=tuple(args.ssh_option),
@@ -63,7 +68,7 @@ def _finish(results: list[Any]) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from smartbin.device.bundle import load_bundle
+    from smartbin.device.bundle import MANIFEST_NAME, load_bundle
     from smartbin.device.errors import SmartbinError
 
     from .deploy import deploy_one, rollback_one
@@ -71,6 +76,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     side, options = _remote_side(args), _ssh_options(args)
     if args.rollback:
+        bundles = [t for t in args.targets if (Path(t) / MANIFEST_NAME).is_file()]
+        if bundles:
+            raise SmartbinError(f"{bundles[0]} is a model bundle; --rollback takes only hosts")
         hosts = parse_hosts(args.targets)
         results = run_on_hosts(hosts, options, lambda conn: rollback_one(conn, side), jobs=args.jobs)
         return _finish(results)

@@ -28,7 +28,7 @@ from ..deploy.conftest import (  # noqa: F401 (sshd: the session's sshd fixture)
     sshd,
 )
 from ..deploy.test_bootstrap import stub_wheel
-from .conftest import run_smartbin
+from .conftest import assert_one_line_error, run_smartbin
 
 C3 = FIXTURE_MODELS / "colour3-int8"
 C3F = FIXTURE_MODELS / "colour3-float32"
@@ -313,3 +313,23 @@ def test_bad_numbers_are_refused_before_anything_happens(option, value, tmp_path
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and option in errors[0] and value in errors[0], result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ("deploy", "--ssh-config", "/no/such/ssh_config", C3, "bin1"),
+            "--ssh-config /no/such/ssh_config: no such file",
+        ),
+        (
+            ("models", "--ssh-config", "/no/such/ssh_config", "bin1"),
+            "--ssh-config /no/such/ssh_config: no such file",
+        ),
+        (("deploy", "--rollback", C3, "bin1"), f"{C3} is a model bundle; --rollback takes only hosts"),
+    ],
+)
+def test_mistakes_that_would_be_blamed_on_each_bin_are_one_line_first(argv, says, tmp_path):
+    result = run_smartbin(*argv, cwd=tmp_path)
+    assert_one_line_error(result, says)
+    assert result.stdout == ""
