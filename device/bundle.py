@@ -162,8 +162,10 @@ def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> Bundle:
             f"{path}: bundle format {fmt!r} is not supported (this smartbin reads {FORMAT_VERSION})"
         )
     labels = _require(manifest, "labels", list, path)
-    if not labels or not all(isinstance(x, str) and x for x in labels):
-        raise BundleError(f"{path}: manifest 'labels' must be a non-empty list of names")
+    if not labels or not all(isinstance(x, str) and x and x.isprintable() for x in labels):
+        raise BundleError(
+            f"{path}: manifest 'labels' must be a non-empty list of names without control characters"
+        )
     if len(set(labels)) != len(labels):
         raise BundleError(f"{path}: manifest 'labels' has duplicates: {labels}")
     version = _require(manifest, "version", str, path)

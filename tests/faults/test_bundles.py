@@ -76,6 +76,7 @@ STATIC_LIES: dict[str, tuple[dict[str, Any], str]] = {
     "zero scale": ({"input": {"scale": 0}}, "scale is 0"),
     "unknown dtype": ({"input": {"dtype": "float64"}}, "unknown input dtype 'float64'"),
     "unknown output kind": ({"output": {"kind": "softmax"}}, "'output' kind must be one of"),
+    "a label with a line break": ({"labels": ["can", "gl\nass", "plastic"]}, "without control characters"),
 }
 
 
