@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import stat
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -823,11 +824,13 @@ def _nearest(path: Path) -> tuple[Path, bool | None]:
 
 def _unwritable(folder: Path) -> str | None:
     """Why this user cannot add files to ``folder``, or None when it can."""
-    if os.access(folder, os.W_OK | os.X_OK):
-        return None
-    if os.statvfs(folder).f_flag & os.ST_RDONLY:
-        return "read-only file system"
-    return "permission denied"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "permission denied"
+    try:  # os.access lets root past everything; /sys and /proc still take no new folder
+        os.rmdir(tempfile.mkdtemp(prefix=".smartbin-check-", dir=folder))
+    except OSError as exc:
+        return os_error_reason(exc)
+    return None
 
 
 def check_paths(config: Config) -> list[str]:

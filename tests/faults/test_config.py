@@ -239,6 +239,16 @@ def test_a_state_dir_this_user_cannot_write_is_a_warning(tmp_path, read_only):
     )
 
 
+def test_a_state_dir_that_takes_no_folder_is_a_warning_even_for_root(tmp_path):
+    # /proc takes no new folder, yet os.access says root may write there
+    result = check(bin_config(tmp_path, '[paths]\nstate_dir = "/proc/smartbin-state"\n'))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("smartbin: warning:")]
+    assert any(
+        "paths.state_dir: this user" in w and "cannot create /proc/smartbin-state" in w for w in warnings
+    )
+
+
 @pytest.mark.parametrize(
     ("camera", "fragments"),
     [
