@@ -47,7 +47,9 @@ def _noted_interrupts() -> Iterator[None]:
     """While a command runs, Ctrl-C raises ``KeyboardInterrupt`` and SIGTERM :class:`Terminated`, and
     both are noted so that one swallowed by a callback is raised again (:mod:`.interrupts`).
 
-    ``run`` installs its own handlers.
+    Python's "Exception ignored" report of a swallowed one is left out, and an error an interrupt
+    caused on its way through native code (TensorFlow's can turn it into a ``SystemError``) is
+    taken for that interrupt. ``run`` installs its own handlers.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -57,12 +59,21 @@ def _noted_interrupts() -> Iterator[None]:
         interrupts.note(signum)
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
+    def unraisable(info: object) -> None:
+        if not isinstance(getattr(info, "exc_value", None), KeyboardInterrupt):
+            previous_hook(info)
+
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
+    except Exception:
+        interrupts.raise_if_noted()
+        raise
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+        sys.unraisablehook = previous_hook
         interrupts.forget()
 
 

@@ -382,3 +382,34 @@ def test_log_lines_of_other_threads_survive_a_silenced_decode(capfd, monkeypatch
     worker.join(10)
     logger.warning("back")
     assert capfd.readouterr().err == "mqtt: broker gone, reconnecting\nback\n"
+
+
+def test_an_error_that_an_interrupt_caused_is_that_interrupt():
+    """TensorFlow's native code can turn a Ctrl-C into a SystemError; the noted signal wins."""
+    from smartbin.device import cli, interrupts
+
+    with pytest.raises(KeyboardInterrupt), cli._noted_interrupts():
+        interrupts.note(signal.SIGINT)  # as the handler does
+        raise SystemError("Objects/listobject.c:338: bad argument to internal function")
+    with pytest.raises(SystemError), cli._noted_interrupts():  # without an interrupt, the error stands
+        raise SystemError("a real one")
+
+
+def test_a_swallowed_interrupt_is_not_reported_as_ignored(monkeypatch):
+    from smartbin.device import cli
+
+    reported = []  # what Python's "Exception ignored in ..." report would show
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: reported.append(type(info.exc_value)))
+
+    class DropsAnInterrupt:
+        def __del__(self) -> None:
+            raise KeyboardInterrupt  # where Ctrl-C lands in a weakref callback: Python can only drop it
+
+    class DropsAnError:
+        def __del__(self) -> None:
+            raise ZeroDivisionError
+
+    with cli._noted_interrupts():
+        DropsAnInterrupt()
+        DropsAnError()
+    assert reported == [ZeroDivisionError]  # anything else is still reported
