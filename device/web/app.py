@@ -21,6 +21,7 @@ import cv2
 from ..config import Config
 from ..errors import SmartbinError
 from ..events import REVIEW_EXTRA_LABELS, add_review
+from ..records import is_corruption
 from ..state import now_iso
 from . import metrics, queries
 from .token import read_token, token_matches, token_path
@@ -77,6 +78,25 @@ def make_app(
             raise ApiError(503, f"no event log at {events_db} yet; no item has been recorded") from None
         except sqlite3.Error as exc:
             raise ApiError(503, f"cannot open the event log {events_db}: {exc}") from None
+
+    def event_log_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
+        """A bottle plugin: an event log that fails a query is a 503 naming it, not a 500 and a
+        traceback in the bin's log."""
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            except sqlite3.Error as exc:
+                hint = (
+                    "it is damaged; the bin moves it aside at its next item"
+                    if is_corruption(exc)
+                    else "try again"
+                )
+                raise ApiError(503, f"cannot use the event log {events_db}: {exc}; {hint}") from None
+
+        return guarded
+
+    app.install(event_log_errors)
 
     @app.hook("after_request")
     def _headers() -> None:
@@ -164,7 +184,7 @@ def make_app(
             token = read_token(token_path(config))
         except SmartbinError as exc:
             raise ApiError(401, f"relabelling is off: {exc}", WWW_Authenticate="Bearer") from None
-        if not token_matches(bottle.request.get_header("Authorization"), token):
+        if not token_matches(_authorization(), token):
             raise ApiError(
                 401,
                 "a valid token is needed to relabel (Authorization: Bearer ...)",
@@ -177,8 +197,6 @@ def make_app(
             review = add_review(connection, event_id, label, reviewer(bottle.request), now_iso())
         except KeyError:
             raise ApiError(404, f"no event {event_id}") from None
-        except sqlite3.Error as exc:
-            raise ApiError(503, f"cannot store the review: {exc}; try again") from None
         finally:
             connection.close()
         on_review(review)
@@ -200,6 +218,14 @@ def _int_arg(
         bounds = f"{low}-{high}" if high is not None else f"{low} or more"
         raise ApiError(400, f"{name}: expected an integer {bounds}, got {text!r}")
     return int(text)
+
+
+def _authorization() -> str | None:
+    """The Authorization header; one that is not text (bytes past ASCII) is no token at all."""
+    try:
+        return bottle.request.get_header("Authorization")
+    except UnicodeDecodeError:
+        return None
 
 
 def _check_event_id(event_id: int) -> None:

@@ -7,10 +7,13 @@ to the fallback compartment ``other``).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import stat
+import urllib.parse
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPConnection
 from pathlib import Path
 
 import cv2
@@ -85,6 +88,34 @@ def test_bad_event_queries_get_400_saying_why(sorted_bin, query):
     _, http, _, _ = sorted_bin
     error = http.json(f"/api/events?{query}", expect=400)["error"]
     assert query.split("=")[0] in error and "expected" in error
+
+
+def test_an_authorization_header_that_is_not_text_is_no_token(sorted_bin):
+    _, http, events, _ = sorted_bin
+    address = urllib.parse.urlsplit(http.base)
+    connection = HTTPConnection(address.hostname, address.port, timeout=10)
+    body = b'{"label": "glass"}'
+    connection.putrequest("POST", f"/api/events/{events[0].id}/label")
+    connection.putheader("Authorization", b"Bearer \xff\xfe")  # not UTF-8: bottle cannot decode it
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body)
+    response = connection.getresponse()
+    assert response.status == 401 and "a valid token is needed" in json.loads(response.read())["error"]
+    connection.close()
+
+
+def test_a_damaged_event_log_is_a_503_naming_it(sorted_bin):
+    b, http, events, token = sorted_bin
+    db = b.config.paths.events_db
+    db.write_bytes(os.urandom(8192))
+    for side in ("-wal", "-shm"):
+        Path(f"{db}{side}").unlink(missing_ok=True)
+    for path in ("/api/events", "/api/events?filter=wrong", f"/api/events/{events[0].id}/photo"):
+        error = http.json(path, expect=503)["error"]
+        assert f"cannot use the event log {db}" in error and "moves it aside at its next item" in error
+    status, body = http.label(events[0].id, "glass", token)
+    assert status == 503 and "moves it aside" in body["error"]
 
 
 def test_photos_full_size_and_thumbnails(sorted_bin):
