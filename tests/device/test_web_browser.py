@@ -80,6 +80,7 @@ def test_a_relabel_on_the_page_reaches_the_event_log(make_bin, tmp_path: Path, b
             )
         )
         assert browser.find_element(By.ID, "model").text == b.daemon.model_version
+        assert not browser.find_element(By.ID, "more").is_displayed()  # three items: nothing older
         assert browser.find_element(By.ID, "reference").text.startswith("not set: run 'smartbin calibrate'")
         assert browser.find_element(By.ID, "faults").text == "none since start"
         rows = {

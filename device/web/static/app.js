@@ -111,9 +111,10 @@ async function relabel(event, label, li) {
 }
 
 async function loadItems(append = false) {
+  if (append && oldest == null) return;  // nothing older: the newest page again would repeat it
   const query = new URLSearchParams({ limit: PAGE });
   if (filter) query.set("filter", filter);
-  if (append && oldest) query.set("before", oldest);
+  if (append) query.set("before", oldest);
   const body = await getJSON("/api/events?" + query);
   const cards = body.events.map(card);
   if (append) $("items").append(...cards); else $("items").replaceChildren(...cards);
