@@ -324,14 +324,19 @@ class ImagesConfig:
     max_mb: _float(0.1, 1_000_000, "megabytes, 0.1 to 1000000") = 100.0
 
 
+MAX_BIN_ID = 64  # Home Assistant's entity ids (up to 255) are built from it and a compartment
+
+
 def default_bin_id() -> str:
     """The host name reduced to ``[a-z0-9_-]`` (``Kitchen.Bin`` -> ``kitchen_bin``)."""
-    return re.sub(r"[^a-z0-9_-]+", "_", socket.gethostname().lower()).strip("_") or "smartbin"
+    return re.sub(r"[^a-z0-9_-]+", "_", socket.gethostname().lower()).strip("_")[:MAX_BIN_ID] or "smartbin"
 
 
 def _topic_prefix(value: Any) -> str:
     """An MQTT topic prefix: levels without wildcards, no empty level, no leading or trailing '/'."""
     if not isinstance(value, str) or not value or "+" in value or "#" in value or "\0" in value:
+        raise ValueError("not a topic prefix")
+    if value.startswith("$"):  # the broker's own ($SYS): it drops what clients publish there
         raise ValueError("not a topic prefix")
     if any(level == "" or level != level.strip() for level in value.split("/")):
         raise ValueError("not a topic prefix")
@@ -341,7 +346,7 @@ def _topic_prefix(value: Any) -> str:
 TopicPrefix = Annotated[
     str,
     BeforeValidator(_topic_prefix),
-    Field(description="topic levels such as 'smartbin' (no +, # or empty level)"),
+    Field(description="topic levels such as 'smartbin' (no +, #, empty level or leading $)"),
 ]
 
 
@@ -356,7 +361,12 @@ class MqttConfig:
     username: Annotated[str, Field(strict=True, description="a user name or ''")] = ""
     password_file: OptionalPath = None
     bin_id: Annotated[
-        str, Field(strict=True, pattern=r"^[a-z0-9_-]+$", description="an id of a-z, 0-9, _ and -")
+        str,
+        Field(
+            strict=True,
+            pattern=rf"^[a-z0-9_-]{{1,{MAX_BIN_ID}}}$",
+            description=f"an id of 1-{MAX_BIN_ID} characters a-z, 0-9, _ and -",
+        ),
     ] = Field(default_factory=default_bin_id)
     base_topic: TopicPrefix = "smartbin"
     discovery_prefix: TopicPrefix = "homeassistant"
@@ -367,6 +377,15 @@ class MqttConfig:
 
     @model_validator(mode="after")
     def _consistent(self) -> "MqttConfig":
+        host = self.host
+        if host and host != host.strip():
+            raise _invalid("has spaces; give a host name or address, or '' (no MQTT)", "host")
+        if "://" in host:
+            raise _invalid(
+                f"give the host alone, without {host.split('://')[0]}:// (tls = true for mqtts)", "host"
+            )
+        if host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit():  # (an IPv6 address has more)
+            raise _invalid("give the host alone and its port as port = N", "host")
         if (self.cert_file is None) != (self.key_file is None):
             missing = "key_file" if self.key_file is None else "cert_file"
             raise _invalid("missing; a client certificate needs both cert_file and key_file", missing)

@@ -40,7 +40,17 @@ def config_with(tmp_path: Path, mqtt: str, extra: str = "") -> Path:
         ('host = "b"\nqos = 3', "", ["mqtt.qos: expected an MQTT QoS 0, 1 or 2, got 3"]),
         ('host = "b"\nbase_topic = "home/#"', "", ["mqtt.base_topic: expected topic levels", "'home/#'"]),
         ('host = "b"\ndiscovery_prefix = "ha//x"', "", ["mqtt.discovery_prefix: expected topic levels"]),
-        ('host = "b"\nbin_id = "Kitchen Bin"', "", ["mqtt.bin_id: expected an id of a-z, 0-9, _ and -"]),
+        ('host = "b"\nbin_id = "Kitchen Bin"', "", ["mqtt.bin_id: expected an id of 1-64 characters a-z"]),
+        (f'host = "b"\nbin_id = "{"k" * 65}"', "", ["mqtt.bin_id: expected an id of 1-64 characters"]),
+        # the broker's own topics: Mosquitto drops what clients publish there, and says nothing
+        (
+            'host = "b"\nbase_topic = "$SYS/bins"',
+            "",
+            ["mqtt.base_topic: expected", "leading $", "'$SYS/bins'"],
+        ),
+        ('host = "mqtt://broker.lan"', "", ["mqtt.host: give the host alone, without mqtt://"]),
+        ('host = "broker.lan:1883"', "", ["mqtt.host: give the host alone and its port as port = N"]),
+        ('host = " "', "", ["mqtt.host: has spaces"]),
         ('host = "b"\nbroker = "b"', "", ["mqtt.broker: unknown key (known here: base_topic, bin_id"]),
         ('host = "b"\nphoto = true', "", ["mqtt.photo: needs images.save = true"]),
         (
