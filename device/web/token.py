@@ -5,12 +5,14 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from ..config import Config
 from ..errors import SmartbinError, os_error_reason
 
 TOKEN_BYTES = 24  # 32 URL-safe characters
+MAX_TOKEN_FILE = 4096  # bytes read of a token file: a token and some white space
 
 
 def token_path(config: Config) -> Path:
@@ -47,12 +49,23 @@ def create_token(path: Path, *, force: bool = False) -> str:
 def read_token(path: Path) -> str:
     """The token in ``path``; :class:`SmartbinError` saying why there is none."""
     try:
-        token = path.read_text(encoding="ascii").strip()
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a pipe would wait, /dev/zero fill memory
+            raise SmartbinError(
+                f"the token file {path} is not a regular file; 'smartbin web token' writes one"
+            )
+        with open(path, "rb") as f:
+            data = f.read(MAX_TOKEN_FILE + 1)
+        token = data.decode("ascii").strip()
     except FileNotFoundError:
         raise SmartbinError(f"no token file {path}; create one with 'smartbin web token'") from None
     except (OSError, UnicodeDecodeError) as exc:
         why = os_error_reason(exc) if isinstance(exc, OSError) else "not a token (not ASCII)"
         raise SmartbinError(f"cannot read the token file {path}: {why}") from None
+    if len(data) > MAX_TOKEN_FILE:
+        raise SmartbinError(
+            f"the token file {path} holds more than a token; 'smartbin web token --force' writes one"
+        )
     if len(token) < 16:
         raise SmartbinError(f"the token file {path} holds no token; 'smartbin web token --force' writes one")
     return token

@@ -331,3 +331,26 @@ def test_a_kept_simulation_state_dir_keeps_its_token(tmp_path):
     again, note = with_web(config, "127.0.0.1:0", tmp_path / "no-bin-token")
     assert note == f"token in {tmp_path / 'sim' / 'web-token'}"
     assert again.web.token_file.read_text().strip() == token
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: None, "no token file"),
+        (lambda p: p.mkdir(), "is a directory"),
+        (os.mkfifo, "is not a regular file"),  # reading it would wait for a writer forever
+        (lambda p: p.symlink_to("/dev/zero"), "is not a regular file"),  # it would fill the memory
+        (lambda p: p.write_text("x" * 10_000), "holds more than a token"),
+        (lambda p: p.write_bytes(b"\xff" * 32), "not ASCII"),
+        (lambda p: p.write_text("short\n"), "holds no token"),
+    ],
+    ids=["missing", "a folder", "a pipe", "a device", "too long", "not ASCII", "too short"],
+)
+def test_a_token_file_without_a_token_says_why_at_once(tmp_path, make, says):
+    from smartbin.device.errors import SmartbinError
+    from smartbin.device.web.token import read_token
+
+    path = tmp_path / "web-token"
+    make(path)
+    with pytest.raises(SmartbinError, match=says):
+        read_token(path)
