@@ -51,6 +51,7 @@ STATE_INTERVAL_S = 1.0  # the retained state is published on change, at most thi
 IN_FLIGHT = 100  # events handed to paho and not yet acknowledged, at most
 STOP_TIMEOUT_S = 2.0  # on a clean stop: flush the queue and say offline, for at most this long
 RECONNECT_DELAY_S = (1, 30)  # paho's backoff: first and longest wait between connection attempts
+QUICK_DROP_S = 5.0  # a connection lost sooner than this after it was made, twice running: a clash of ids
 KEEPALIVE_S = 30
 
 
@@ -122,6 +123,8 @@ class MqttObserver(QueuedObserver):
         self.connected = False
         self.since = now_iso()
         self.last_error: str | None = None
+        self._connected_at = 0.0  # monotonic
+        self._quick_drops = 0  # connections lost within QUICK_DROP_S of being made, in a row
         self.sent = 0
         self.dropped = 0
         self._events: deque[ItemEvent] = deque()  # waiting for the broker
@@ -253,8 +256,13 @@ class MqttObserver(QueuedObserver):
             self._state_dirty = True
         elif kind == "up":
             self.connected, self.since, self.last_error = True, now_iso(), None
+            self._connected_at = time.monotonic()
             self._fresh_session = True
-            log.info("MQTT: connected to %s", broker_url(self.mqtt))
+            log.log(
+                logging.DEBUG if self._quick_drops > 1 else logging.INFO,
+                "MQTT: connected to %s",
+                broker_url(self.mqtt),
+            )
         elif kind == "down":
             self._down(*message[1:])
         elif kind == "ha_online":
@@ -303,10 +311,19 @@ class MqttObserver(QueuedObserver):
                 if was
                 else f"{where} closed the connection before accepting it ({error}); check TLS and the client certificate"
             )
+            if was:
+                quick = time.monotonic() - self._connected_at < QUICK_DROP_S
+                self._quick_drops = self._quick_drops + 1 if quick else 0
+            if self._quick_drops > 1:  # a broker drops a client when another connects with its id
+                error += (
+                    f"; it drops within {QUICK_DROP_S:g} s of every connection: another client may use "
+                    f"the id smartbin-{self.mqtt.bin_id}, so give each bin its own mqtt.bin_id"
+                )
         self.connected = False
         if was:
             self.since = now_iso()
-        if error and (was or error != self.last_error):  # once per outage, not at every retry
+        # once per outage, not at every retry; twice for a connection that keeps dropping
+        if error and (self._quick_drops <= 2 if was else error != self.last_error):
             log.warning(
                 "MQTT: %s; retrying with backoff, items keep being sorted and up to %d events are kept",
                 error,

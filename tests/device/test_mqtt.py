@@ -393,3 +393,18 @@ def test_event_types_say_what_happened_to_the_item(tmp_path):
     # for the fallback (not sure, or nothing classified), which was full: held, and not a "glass"
     assert event_type(event("held:other", "glass"), labels) == "unsure"
     assert event_type(event("held:other", None, "camera: 0 of 1 frames"), labels) == "fault"
+
+
+def test_two_bins_with_one_id_are_told_why_they_keep_dropping(tmp_path, broker, make_bin, monkeypatch):
+    """Two Pis both named raspberrypi: the broker drops each client when the other connects."""
+    monkeypatch.setattr(mqtt_module, "RECONNECT_DELAY_S", (1, 1))
+    config = mqtt_config(tmp_path, broker)
+    ours, twin = MqttObserver(config), MqttObserver(config)
+    hint = "another client may use the id smartbin-t1, so give each bin its own mqtt.bin_id"
+    with make_bin("red", config=config, observers=[ours]) as b:
+        twin.started(b.daemon.status())
+        try:
+            until(lambda: any(hint in (o.last_error or "") for o in (ours, twin)), "the clash named")
+        finally:
+            twin.stopping()
+        assert b.item().compartment == "can"  # sorting goes on
