@@ -73,7 +73,9 @@ def _int_at_least(text: str, smallest: int) -> int:
 def host_port(text: str) -> str:
     """``HOST:PORT`` to listen on (``[::1]:8080`` for IPv6; port 0: any free port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host.strip("[]") or not port.isdigit() or int(port) > 65535:
+    bracketed = host.startswith("[") and host.endswith("]")
+    unbalanced = ("[" in host or "]" in host) and not bracketed
+    if not sep or not host.strip("[]") or unbalanced or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}")
     return text
 

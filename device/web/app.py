@@ -75,6 +75,10 @@ def make_app(
         try:
             return queries.connect(events_db, write=write)
         except FileNotFoundError:
+            if events_db.is_dir():
+                raise ApiError(
+                    503, f"{events_db} is a folder, not an event log; fix paths.events_db"
+                ) from None
             raise ApiError(503, f"no event log at {events_db} yet; no item has been recorded") from None
         except sqlite3.Error as exc:
             raise ApiError(503, f"cannot open the event log {events_db}: {exc}") from None

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import stat
 import urllib.parse
+import wsgiref.util
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
@@ -103,6 +104,23 @@ def test_an_authorization_header_that_is_not_text_is_no_token(sorted_bin):
     response = connection.getresponse()
     assert response.status == 401 and "a valid token is needed" in json.loads(response.read())["error"]
     connection.close()
+
+
+def test_an_event_log_that_is_a_folder_is_a_503_saying_so(tmp_path):
+    from smartbin.device.web.app import make_app
+
+    config = web_config(tmp_path)
+    config.paths.events_db.mkdir(parents=True)
+    app = make_app(config, read=lambda: ({}, {}), on_review=lambda review: None)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/events"}
+    wsgiref.util.setup_testing_defaults(environ)
+    status = []
+    body = app(environ, lambda line, headers, exc_info=None: status.append(line))
+    assert status == ["503 Service Unavailable"]
+    assert (
+        json.loads(b"".join(body))["error"]
+        == f"{config.paths.events_db} is a folder, not an event log; fix paths.events_db"
+    )
 
 
 def test_a_damaged_event_log_is_a_503_naming_it(sorted_bin):

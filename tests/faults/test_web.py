@@ -70,9 +70,10 @@ def test_a_bad_web_table_names_the_key(tmp_path):
 
 
 def test_simulate_web_with_a_malformed_or_taken_address(tmp_path):
-    result = run_smartbin("simulate", "--fast", "--web", "8080")
-    assert result.returncode == 2
-    assert_one_line_error(result, "--web", "HOST:PORT")
+    for malformed in ("8080", "[::1:8080", "::1]:8080"):  # no host; brackets that do not pair
+        result = run_smartbin("simulate", "--fast", "--web", malformed)
+        assert result.returncode == 2
+        assert_one_line_error(result, "--web", "HOST:PORT")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
