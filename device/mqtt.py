@@ -18,6 +18,8 @@ import contextlib
 import json
 import logging
 import queue
+import socket
+import ssl
 import threading
 import time
 from collections import Counter, deque
@@ -117,6 +119,8 @@ class MqttObserver(QueuedObserver):
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self._why_not_connected: str | None = None  # paho's thread: the last failed attempt's cause
+        self.client.reconnect = self._reconnect_noting_why(self.client.reconnect)
         self._worker = threading.Thread(target=self._run, name="smartbin-mqtt", daemon=True)
 
         # the worker's alone (status() only reads them)
@@ -195,8 +199,21 @@ class MqttObserver(QueuedObserver):
             client.subscribe(self.topics.ha_status, qos=self.mqtt.qos)
         self.inbox.put(("up",))
 
+    def _reconnect_noting_why(self, reconnect: Any) -> Any:
+        """paho's loop calls ``reconnect`` and drops the OSError it raises; keep its cause."""
+
+        def noting(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return reconnect(*args, **kwargs)
+            except OSError as exc:
+                self._why_not_connected = connect_error(exc, self.mqtt)
+                raise
+
+        return noting
+
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self.inbox.put(("down", f"cannot connect to {broker_url(self.mqtt)}", True))
+        why = f": {self._why_not_connected}" if self._why_not_connected else ""
+        self.inbox.put(("down", f"cannot connect to {broker_url(self.mqtt)}{why}", True))
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -443,6 +460,22 @@ def _delivered(info: Any, qos: int) -> bool | None:
     return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS  # MQTT_ERR_CONN_LOST: lost on reconnection
 
 
+def connect_error(exc: OSError, mqtt: MqttConfig) -> str:
+    """Why a connection to the broker could not be made, and what to check."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"its certificate was not accepted ({exc.verify_message}); check ca_file and that host "
+            "is a name the certificate holds"
+        )
+    # a plain port answers a TLS hello by closing (an EOF within TLS) or resetting the connection
+    if mqtt.tls and isinstance(exc, ssl.SSLError | ConnectionResetError | ConnectionAbortedError):
+        why = (exc.reason or str(exc)) if isinstance(exc, ssl.SSLError) else os_error_reason(exc)
+        return f"TLS failed ({why}); is port {mqtt.port} the broker's TLS port?"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host {mqtt.host} ({exc.strerror})"
+    return f"{os_error_reason(exc)}; is the broker running, on port {mqtt.port}?"
+
+
 def forget(config: Config, *, bin_id: str | None = None, timeout: float = 10.0) -> list[str]:
     """Remove the bin from Home Assistant: empty retained messages on its discovery config and
     its retained topics. Returns the topics cleared; one-line :class:`SmartbinError` otherwise."""
@@ -468,16 +501,20 @@ def forget(config: Config, *, bin_id: str | None = None, timeout: float = 10.0) 
     try:
         client.connect(mqtt.host, mqtt.port, keepalive=KEEPALIVE_S)
     except (OSError, ValueError) as exc:
+        why = connect_error(exc, mqtt) if isinstance(exc, OSError) else str(exc)
         raise SmartbinError(
-            f"cannot reach the MQTT broker {broker_url(mqtt)}: {exc}; is it running? (nothing was removed)"
+            f"cannot reach the MQTT broker {broker_url(mqtt)}: {why} (nothing was removed)"
         ) from None
     client.loop_start()
     try:
         if not connected.wait(timeout) or refused:
-            why = refused[0] if refused else f"no answer in {timeout:.0f} s"
-            raise SmartbinError(
-                f"the MQTT broker {broker_url(mqtt)} refused the connection: {why} (nothing was removed)"
+            why = (
+                f"refused the connection: {refused[0]}"
+                if refused
+                else f"did not answer in {timeout:.0f} s"
+                + ("" if mqtt.tls else f" (if port {mqtt.port} is a TLS port, set tls = true)")
             )
+            raise SmartbinError(f"the MQTT broker {broker_url(mqtt)} {why} (nothing was removed)")
         cleared = [topics.discovery, topics.state, topics.photo, topics.availability]
         infos = [client.publish(topic, b"", qos=1, retain=True) for topic in cleared]
         deadline = time.monotonic() + timeout

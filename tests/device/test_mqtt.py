@@ -294,8 +294,31 @@ def test_tls_with_a_ca_file_and_a_client_certificate(tmp_path, make_bin):
             until(lambda: stranger.status()["last_error"], "the broker turned it away")
             assert b.item().compartment == "can" and not stranger.connected
             assert f"127.0.0.1:{broker.port}" in stranger.status()["last_error"]
+
+        # the certificate names 127.0.0.1 only: reached as localhost, it is not accepted, and we say why
+        by_name = MqttObserver(mqtt_config(tmp_path, broker, **tls, host="localhost"))
+        with make_bin("red", config=config, observers=[by_name]):
+            until(lambda: by_name.status()["last_error"], "the certificate refused")
+            assert "its certificate was not accepted" in by_name.status()["last_error"]
+            assert "check ca_file and that host is a name the certificate holds" in by_name.last_error
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "says"),
+    [
+        ({"tls": True}, "); is port {port} the broker's TLS port?"),  # TLS failed (reset, or an EOF)
+        ({"host": "nosuchhost.invalid"}, "unknown host nosuchhost.invalid"),
+    ],
+    ids=["TLS to a plain port", "a host that does not resolve"],
+)
+def test_why_a_connection_cannot_be_made_is_in_the_status(tmp_path, broker, make_bin, mqtt, says):
+    observer = MqttObserver(mqtt_config(tmp_path, broker, **mqtt))
+    with make_bin("red", config=observer.config, observers=[observer]) as b:
+        until(lambda: observer.status()["last_error"], "the attempt failed")
+        assert says.format(port=broker.port) in observer.status()["last_error"]
+        assert b.item().compartment == "can"
 
 
 def test_the_broker_says_offline_when_the_daemon_is_killed(tmp_path, broker, subscriber):

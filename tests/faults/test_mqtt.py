@@ -126,7 +126,10 @@ def test_forget_with_a_broker_that_is_not_there_removes_nothing_in_one_line(tmp_
     config = config_with(tmp_path, f'host = "127.0.0.1"\nport = {port}')
     result = run_smartbin("mqtt", "forget", "--config", config, timeout=60)
     assert_one_line_error(
-        result, f"cannot reach the MQTT broker mqtt://127.0.0.1:{port}", "(nothing was removed)"
+        result,
+        f"cannot reach the MQTT broker mqtt://127.0.0.1:{port}: connection refused",
+        f"is the broker running, on port {port}?",
+        "(nothing was removed)",
     )
 
 
