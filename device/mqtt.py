@@ -192,6 +192,7 @@ class MqttObserver(QueuedObserver):
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        self._why_not_connected = None  # the socket is open: an earlier attempt's cause is old news
         if reason.is_failure:
             self.inbox.put(("down", f"the broker refused the connection: {reason}", True))
             return
