@@ -363,7 +363,9 @@ bin_id = "t1"
 
 def test_mqtt_forget_removes_the_device_and_the_retained_topics(tmp_path, broker, make_bin, capsys):
     config = mqtt_config(tmp_path, broker)
-    with make_bin("red", config=config, observers=[MqttObserver(config)]) as b:
+    observer = MqttObserver(config)
+    with make_bin("red", config=config, observers=[observer]) as b:
+        until(lambda: observer.connected, "connected")  # a bin stopped before it connects publishes nothing
         b.item()
     file = tmp_path / "config.toml"
     file.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nbin_id = "t1"\n')
