@@ -57,7 +57,7 @@ def _noted_interrupts() -> Iterator[None]:
 
     def handler(signum: int, frame: object) -> NoReturn:
         interrupts.note(signum)
-        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        interrupts.raise_for(signum)
 
     def unraisable(info: object) -> None:
         if not isinstance(getattr(info, "exc_value", None), KeyboardInterrupt):

@@ -10,6 +10,7 @@ again at safe points: after each training batch, and before a finished result is
 from __future__ import annotations
 
 import signal
+from typing import NoReturn
 
 from .errors import Terminated
 
@@ -28,9 +29,12 @@ def forget() -> None:
     _noted = None
 
 
+def raise_for(signum: int) -> NoReturn:
+    """Raise what ``signum`` means to a command: :class:`Terminated` for SIGTERM, else ``KeyboardInterrupt``."""
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
 def raise_if_noted() -> None:
-    """Raise the noted signal again: :class:`Terminated` for SIGTERM, ``KeyboardInterrupt`` for SIGINT."""
-    if _noted == signal.SIGTERM:
-        raise Terminated
+    """Raise the noted signal again (:func:`raise_for`), if one was noted."""
     if _noted is not None:
-        raise KeyboardInterrupt
+        raise_for(_noted)

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+from . import interrupts
 from .cameras import SAMPLES_DIR, FolderCamera, list_images
 from .commands import make_observers
 from .config import Config, PathsConfig
 from .daemon import Daemon
 from .decision import EMPTY
-from .errors import SmartbinError, Terminated, os_error_reason
+from .errors import SmartbinError, os_error_reason
 from .events import ItemEvent
 from .files import printable_path
 from .fill import script_sensor
@@ -75,10 +76,8 @@ class DeferredInterrupts:
         self.signum = signum
 
     def check(self) -> None:
-        if self.signum == signal.SIGTERM:
-            raise Terminated
         if self.signum is not None:
-            raise KeyboardInterrupt
+            interrupts.raise_for(self.signum)
 
 
 def _next_from(waiting: queue.Queue[T], timeout: float, interrupts: DeferredInterrupts) -> T | None:
