@@ -130,8 +130,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from smartbin.device.errors import SmartbinError
     from smartbin.device.files import check_out_dir, dir_problem
     from smartbin.training.backbones import BACKBONES
-    from smartbin.training.cli import MAX_BATCH, class_list
-    from smartbin.training.dataset import photo_sets
+    from smartbin.training.cli import check_sizes, class_list
+    from smartbin.training.dataset import check_split_percents, photo_sets
 
     from .fleet import parse_hosts
     from .retrain import RetrainOptions, retrain
@@ -143,17 +143,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         if problem:
             raise SmartbinError(f"--base {base}: {problem}; give a photo set with one sub-folder per class")
     photo_sets(args.base)  # a class folder given as a set, a set given twice: before any bin is reached
-    if args.input_size is not None and not 32 <= args.input_size <= 1024:
-        raise SmartbinError(f"--input-size {args.input_size} is out of range; use 32 to 1024")
-    if args.batch_size > MAX_BATCH:
-        raise SmartbinError(f"--batch-size {args.batch_size} is out of range; use 1 to {MAX_BATCH}")
-    if args.val_percent + args.test_percent >= 100:
-        raise SmartbinError("--val-percent and --test-percent must add up to less than 100")
+    input_size = args.input_size or BACKBONES[args.backbone]
+    check_sizes(input_size, args.batch_size)
+    check_split_percents(args.val_percent, args.test_percent)
     check_out_dir(args.work, "--work")
     train = {
         "backbone": args.backbone,
         "weights": None if args.weights.lower() == "none" else args.weights,
-        "input_size": (args.input_size,) * 2 if args.input_size else (BACKBONES[args.backbone],) * 2,
+        "input_size": (input_size,) * 2,
         "batch_size": args.batch_size,
         "head_epochs": args.head_epochs,
         "head_lr": args.head_lr,

@@ -41,23 +41,24 @@ def thread_count(text: str) -> int:
 
 def event_count(text: str) -> int:
     """How many events to show: 0 or more, and no more than SQLite's integers hold."""
-    value = _int_at_least(text, 0)
-    if value >= 2**63:
-        raise argparse.ArgumentTypeError(f"expected a count below 2**63, got {value}")
-    return value
+    return _count_below_2_63(text, 0)
 
 
 def repeat_count(text: str) -> int:
     """How many times to go over something: 1 or more, and below 2**63 (what a loop can count)."""
-    value = _int_at_least(text, 1)
-    if value >= 2**63:
-        raise argparse.ArgumentTypeError(f"expected a count below 2**63, got {value}")
-    return value
+    return _count_below_2_63(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """A whole number of 0 or more (counts where 0 means none)."""
     return _int_at_least(text, 0)
+
+
+def _count_below_2_63(text: str, smallest: int) -> int:
+    value = _int_at_least(text, smallest)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected a count below 2**63, got {value}")
+    return value
 
 
 def _int_at_least(text: str, smallest: int) -> int:

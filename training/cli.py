@@ -176,6 +176,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_floor_set, left_on_interrupt="{out} left as it was")
 
 
+def check_sizes(input_size: int, batch_size: int) -> None:
+    """Refuse an input size or a batch size training cannot use (``train`` and ``retrain``)."""
+    from smartbin.device.errors import SmartbinError
+
+    if not 32 <= input_size <= 1024:  # a larger side would not fit in memory nor on a Pi
+        raise SmartbinError(
+            f"--input-size {input_size} is out of range; use 32 to 1024 (224 for ImageNet weights)"
+        )
+    if batch_size > MAX_BATCH:  # a larger one only stalls TensorFlow's input pipeline
+        raise SmartbinError(f"--batch-size {batch_size} is out of range; use 1 to {MAX_BATCH}")
+
+
 def check_run_out(out: Path, *, overwrite: bool) -> None:
     """Refuse an ``--out`` this run may not replace or cannot create, before any work is done."""
     from smartbin.device.errors import SmartbinError
@@ -204,10 +216,7 @@ def _train(args: argparse.Namespace) -> int:
         raise SmartbinError(
             f"--paste-backgrounds {args.paste_backgrounds} is out of range; use a probability from 0 (off) to 1"
         )
-    if not 32 <= args.input_size <= 1024:  # a larger side would not fit in memory nor on a Pi
-        raise SmartbinError(
-            f"--input-size {args.input_size} is out of range; use 32 to 1024 (224 for ImageNet weights)"
-        )
+    check_sizes(args.input_size, args.batch_size)
     if not 0.0 <= args.label_smoothing < 1.0:
         raise SmartbinError(f"--label-smoothing {args.label_smoothing} is out of range; use 0 (off) to 0.3")
     if not 0.0 <= args.mixup < float("inf"):  # NaN too
@@ -224,8 +233,6 @@ def _train(args: argparse.Namespace) -> int:
             raise SmartbinError(
                 f"{data_dir}: {problem}; give a data folder with one sub-folder of photos per class"
             )
-    if args.batch_size > MAX_BATCH:  # a larger one only stalls TensorFlow's input pipeline
-        raise SmartbinError(f"--batch-size {args.batch_size} is out of range; use 1 to {MAX_BATCH}")
     classes = class_list(args.classes)
     check_run_out(args.out, overwrite=args.overwrite)
     check_outside(args.out, args.data_dirs, "--out")

@@ -135,8 +135,7 @@ def scan_dataset(
     """
     if isinstance(data_dirs, (str, Path)):
         data_dirs = [data_dirs]
-    if not (val_percent > 0 and test_percent > 0 and val_percent + test_percent < 100):
-        raise DatasetError("--val-percent and --test-percent must be positive and add up to less than 100")
+    check_split_percents(val_percent, test_percent)
     sets = photo_sets(data_dirs)
     labels = _labels(sets, classes)
 
@@ -209,6 +208,12 @@ def scan_dataset(
             "the validation or test split is empty; add photos or raise --val-percent/--test-percent"
         )
     return result
+
+
+def check_split_percents(val_percent: float, test_percent: float) -> None:
+    """Refuse shares of validation and test photos that leave no training split."""
+    if not (val_percent > 0 and test_percent > 0 and val_percent + test_percent < 100):
+        raise DatasetError("--val-percent and --test-percent must be positive and add up to less than 100")
 
 
 def photo_sets(data_dirs: Sequence[str | Path]) -> list[PhotoSet]:
