@@ -8,9 +8,11 @@ seconds: raw pixels in, Rescaling inside, softmax out, as ``smartbin train`` wri
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -22,6 +24,15 @@ LABELS = ("can", "glass", "plastic")
 SIZE = 32
 COLOURS = {"can": (200, 40, 40), "glass": (40, 180, 60), "plastic": (50, 70, 210)}
 SPLIT_COUNTS = {"train": 12, "val": 3, "test": 5}
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module, for the tests of the repository's scripts."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def coloured_photo(label: str, rng: np.random.Generator) -> np.ndarray:

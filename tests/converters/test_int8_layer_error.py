@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "int8_layer_error.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("int8_layer_error", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_script
 
 
 def test_lists_every_quantised_layer_worst_first(tiny_run, tmp_path, capsys):
     out = tmp_path / "layers.csv"
-    assert _script().main([str(tiny_run), "--representative", "12", "--debug", "6", "--csv", str(out)]) == 0
+    assert (
+        load_script("int8_layer_error").main(
+            [str(tiny_run), "--representative", "12", "--debug", "6", "--csv", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.splitlines()
     rows = list(csv.DictReader(out.open()))
     # The tiny model quantises its convolution and its dense layer (at least); each has a finite error.

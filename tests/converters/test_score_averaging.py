@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 
-from .conftest import LABELS, SIZE
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score_averaging.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("score_averaging", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import LABELS, SIZE, load_script
 
 
 def _always_glass(run_dir: Path) -> Path:
@@ -40,7 +30,7 @@ def _wrong_counts(line: str) -> list[int]:
 
 def test_averaged_scores_decide_the_ensembles_lines(tiny_run, run_copy, capsys):
     glass = _always_glass(run_copy)
-    assert _script().main([str(tiny_run), str(glass), "--mirror", "lr+ud"]) == 0
+    assert load_script("score_averaging").main([str(tiny_run), str(glass), "--mirror", "lr+ud"]) == 0
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
     # The tiny run gets every photo right, alone and with its mirror images; "always glass" misses the
     # cans and plastics: 6 of 9 val photos and 10 of 15 test photos. Its certainty outweighs the tiny
@@ -55,7 +45,7 @@ def test_runs_with_other_labels_are_refused_in_one_line(tiny_run, run_copy, caps
     info = json.loads((run_copy / "run.json").read_text())
     info["labels"] = ["glass", "can", "plastic"]  # the same classes, other score columns
     (run_copy / "run.json").write_text(json.dumps(info))
-    assert _script().main([str(tiny_run), str(run_copy)]) == 1
+    assert load_script("score_averaging").main([str(tiny_run), str(run_copy)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("score_averaging: error: ")
     assert "has labels ['glass', 'can', 'plastic']" in err[0]
