@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -61,6 +62,15 @@ def check_outside(out: str | Path, inputs: Iterable[str | Path], option: str) ->
             raise SmartbinError(
                 f"{option} {out} is inside {given}, which this command reads; choose a folder outside it"
             )
+
+
+def is_special_file(path: Path) -> bool:
+    """A pipe, socket or device: reading one may wait for a writer forever, or never end.
+
+    A folder is none (opening it says "is a directory"). Raises :class:`OSError` as ``stat`` does.
+    """
+    mode = path.stat().st_mode
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def dir_problem(path: str | Path) -> str | None:

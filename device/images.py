@@ -21,7 +21,6 @@ What a file becomes (an ``H x W x 3`` ``uint8`` RGB array):
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 
 from .errors import CameraError, os_error_reason
+from .files import is_special_file
 from .native import native_stderr_silenced
 
 #: Frames with a side shorter than this many pixels are refused (a model's input is 224 px).
@@ -127,8 +127,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 def _read_bytes(path: Path) -> np.ndarray:
     try:
-        mode = path.stat().st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory: np.fromfile says so
+        if is_special_file(path):
             raise ImageError(f"cannot read image {path}: not a regular file (a pipe, socket or device)")
         data = np.fromfile(path, np.uint8)
     except OSError as exc:  # no such file or folder, permission denied, is a directory, ...

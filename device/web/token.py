@@ -5,11 +5,11 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import stat
 from pathlib import Path
 
 from ..config import Config
 from ..errors import SmartbinError, os_error_reason
+from ..files import is_special_file
 
 TOKEN_BYTES = 24  # 32 URL-safe characters
 MAX_TOKEN_FILE = 4096  # bytes read of a token file: a token and some white space
@@ -49,8 +49,7 @@ def create_token(path: Path, *, force: bool = False) -> str:
 def read_token(path: Path) -> str:
     """The token in ``path``; :class:`SmartbinError` saying why there is none."""
     try:
-        mode = path.stat().st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a pipe would wait, /dev/zero fill memory
+        if is_special_file(path):  # a pipe would wait, /dev/zero would fill the memory
             raise SmartbinError(
                 f"the token file {path} is not a regular file; 'smartbin web token' writes one"
             )
