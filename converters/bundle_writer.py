@@ -37,6 +37,7 @@ def write_bundle(
     output_kind: str = "probabilities",
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    sorting: dict[str, Any] | None = None,
     version: str | None = None,
 ) -> Path:
     """Write the bundle to ``out`` atomically: a half-written bundle never appears there.
@@ -71,6 +72,7 @@ def write_bundle(
             "quantization": quantization,
             "training": training or {},
             "metrics": metrics or {},
+            **({"sorting": sorting} if sorting else {}),
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         (staging / LABELS_NAME).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")

@@ -9,7 +9,7 @@ import logging
 
 from smartbin.device.arguments import given_path, thread_count
 
-from . import QUANTIZATIONS
+from . import DEFAULT_PURITY, QUANTIZATIONS
 
 
 def _import_tensorflow() -> None:
@@ -31,6 +31,7 @@ def _convert(args: argparse.Namespace) -> int:
         "version": args.version,
         "name": args.name,
         "threads": args.threads,
+        "purity": args.purity / 100,
     }
     check_arguments(args.quantize, args.out, **options)  # all of it before TensorFlow's ~10 s start
     load_run(args.run_dir)
@@ -43,6 +44,10 @@ def _convert(args: argparse.Namespace) -> int:
     print(result.parity.summary())
     if len(result.by_source) > 1:
         print(by_source_summary(result.by_source))
+    if result.sorting:
+        chosen = result.sorting["chosen_on"]
+        shown = ", ".join(f"{label} {t:.2f}" for label, t in result.sorting["thresholds"].items())
+        print(f"thresholds for {100 * chosen['target_purity']:g}% purity on {chosen['images']} {chosen['split']} images: {shown}")
     print(
         f"wrote {result.bundle} (version {result.version}, {result.size_bytes:,} bytes, "
         f"converted in {result.seconds:.1f} s)"
@@ -51,9 +56,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from smartbin.device.config import load_config
+
     from .evaluate import evaluate_bundle, format_report
 
-    report = evaluate_bundle(args.bundle, args.data_dirs, threads=args.threads, out_dir=args.out)
+    config = load_config(args.config) if args.config is not None else None
+    report = evaluate_bundle(
+        args.bundle, args.data_dirs, threads=args.threads, out_dir=args.out, config=config
+    )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
@@ -111,13 +121,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads", type=thread_count, metavar="N", help="interpreter threads for the parity check"
     )
+    p.add_argument(
+        "--purity",
+        type=float,
+        default=100 * DEFAULT_PURITY,
+        metavar="PERCENT",
+        help="choose each label's threshold so that what the bin sorts by it is this pure on the "
+        "validation photos (default: %(default)g)",
+    )
     p.set_defaults(func=_convert, left_on_interrupt="{out} left as it was")
 
     p = subparsers.add_parser(
         "evaluate",
-        help="measure a bundle on a folder of labelled photos (accuracy, per-class metrics, latency)",
-        description="Run BUNDLE with the device runtime on DATA_DIR/<label>/* photos: accuracy, "
-        "per-class precision/recall/F1, a confusion matrix PNG and inference latency p50/p95.",
+        help="measure a bundle on a folder of labelled photos (accuracy, where they land, latency)",
+        description="Run BUNDLE with the device runtime on DATA_DIR/<class>/* photos: accuracy, "
+        "per-class precision/recall/F1, a confusion matrix PNG, inference latency p50/p95, and where "
+        "each class lands under a bin's config (own, wrong recycling or rest compartment; each "
+        "compartment's purity; a threshold sweep PNG). Classes the model has no label for count as "
+        "general waste.",
     )
     p.add_argument("bundle", metavar="BUNDLE", type=given_path, help="a model bundle directory")
     p.add_argument(
@@ -135,7 +156,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         metavar="DIR",
         type=given_path,
-        help="where to write metrics.json and confusion_matrix.png (default: ./evaluation-<version>)",
+        help="where to write metrics.json and the PNGs (default: ./evaluation-<version>)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        type=given_path,
+        help="the bin's config, for where photos land (labels, fallback, thresholds; default: the defaults)",
     )
     p.set_defaults(func=_evaluate, left_on_interrupt="nothing was written")
 

@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from smartbin.device.bundle import LABELS_NAME, MANIFEST_NAME, is_safe_name, load_bundle
+from smartbin.device.bundle import LABELS_NAME, MANIFEST_NAME, InputSpec, is_safe_name, load_bundle
 from smartbin.device.errors import BundleError, SmartbinError
 from smartbin.device.files import check_out_dir
 from smartbin.device.native import native_stderr_silenced
 
-from . import tflite
+from . import DEFAULT_PURITY, tflite
 from .bundle_writer import MODEL_NAME, write_bundle
 from .frames import load_frames, sample_examples
+from .outcomes import choose_thresholds
 from .parity import (
     ParityReport,
     accuracy_by_source,
@@ -48,6 +49,7 @@ class ConvertResult:
     seconds: float
     parity: ParityReport
     by_source: dict[str, dict[str, Any]]  # the gate's accuracies per photo set of the run
+    sorting: dict[str, Any]  # the manifest's per-label thresholds and the figures behind them
 
 
 def check_out(out: Path) -> None:
@@ -72,6 +74,7 @@ def check_arguments(
     version: str | None = None,
     name: str | None = None,
     threads: int | None = None,
+    purity: float = DEFAULT_PURITY,
 ) -> None:
     """Refuse bad arguments in one line before minutes of conversion (as :func:`convert_run` takes them)."""
     if quantization not in tflite.QUANTIZATIONS:
@@ -84,6 +87,8 @@ def check_arguments(
         raise SmartbinError(f"--representative must be at least 1 image, got {representative}")
     if threads is not None and threads < 1:
         raise SmartbinError(f"--threads must be 1 or more, got {threads}")
+    if not 0.5 <= purity <= 1:  # NaN too
+        raise SmartbinError(f"--purity must be 50 to 100 (percent), got {100 * purity:g}")
     # The version defaults to <name>-<date>-<sha256[:8]> (see write_bundle): that must be safe too.
     if name is not None and not is_safe_name(f"{name}-YYYYMMDD-01234567"):
         raise BundleError(
@@ -116,8 +121,10 @@ def convert_run(
     version: str | None = None,
     name: str | None = None,
     threads: int | None = None,
+    purity: float = DEFAULT_PURITY,
 ) -> ConvertResult:
-    """Convert, gate, publish. Raises :class:`~.parity.ParityGateError` (nothing published) on a failed gate."""
+    """Convert, gate, choose each label's threshold, publish. Raises
+    :class:`~.parity.ParityGateError` (nothing published) on a failed gate."""
     out = Path(out)
     check_arguments(
         quantization,
@@ -127,6 +134,7 @@ def convert_run(
         version=version,
         name=name,
         threads=threads,
+        purity=purity,
     )
     run = load_run(run_dir)
     gate_split, gate_items = gate_examples(run)
@@ -166,6 +174,7 @@ def convert_run(
         log.debug("%s", report.summary())
         report.check(max_drop)
         check_bin_accepts(staged, threads=threads)
+        sorting = sorting_thresholds(run, staged, spec, purity, threads)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
 
@@ -177,7 +186,7 @@ def convert_run(
         "conversion_seconds": round(seconds, 2),
         "training_metrics": run.info.get("metrics", {}),
     }
-    write_bundle(out, model_bytes, version=version, metrics=metrics, **bundle_args)
+    write_bundle(out, model_bytes, version=version, metrics=metrics, sorting=sorting, **bundle_args)
     return ConvertResult(
         bundle=out,
         version=version,
@@ -185,4 +194,31 @@ def convert_run(
         seconds=seconds,
         parity=report,
         by_source=by_source,
+        sorting=sorting,
     )
+
+
+def sorting_thresholds(
+    run: TrainingRun, bundle: Path, spec: InputSpec, purity: float, threads: int | None
+) -> dict[str, Any]:
+    """The manifest's ``sorting``: per label, the lowest confidence of the converted model at which
+    the validation photos it sorts by that label are ``purity`` pure, with the figures behind it.
+    Validation, not test: the test split stays for measuring the result."""
+    split = "val" if run.splits["val"] else "test"
+    items = run.splits[split]
+    if not items:
+        return {}
+    scores, _ = bundle_scores(bundle, load_frames(items, spec), threads=threads)
+    truth = np.array([run.label_index(ex.label) for ex in items])
+    figures = choose_thresholds(scores, truth, run.labels, purity)
+    for label, f in figures.items():
+        level = "" if f["met"] else f" (short of {100 * purity:g}%)"
+        log.info(
+            "threshold %s %.2f: %.1f%% pure%s, %d of %d %s photos sorted",
+            label, f["threshold"], 100 * f["purity"], level, f["sorted"], f["support"], split,
+        )
+    return {
+        "thresholds": {label: f["threshold"] for label, f in figures.items()},
+        "chosen_on": {"split": split, "images": len(items), "target_purity": purity},
+        "figures": figures,
+    }

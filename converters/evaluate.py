@@ -20,15 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from smartbin.device.bundle import load_bundle
+from smartbin.device.bundle import Bundle, load_bundle
 from smartbin.device.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.classifier import Classifier
+from smartbin.device.config import Config, parse_config
+from smartbin.device.decision import check_bundle_fits
 from smartbin.device.errors import CameraError, SmartbinError
 from smartbin.device.files import check_out_dir, check_outside, dir_problem
 from smartbin.device.images import read_rgb
+from smartbin.device.thresholds import as_status, thresholds_in_force
 from smartbin.training.metrics import confusion_matrix, per_class, plot_confusion
 
-_EVALUATION_FILE = re.compile(r"metrics\.json|confusion_matrix(_.+)?\.png")  # what evaluate writes
+from .outcomes import compartment_of, format_outcomes, plot_sweep, sorting_outcomes, threshold_sweep
+
+_EVALUATION_FILE = re.compile(
+    r"metrics\.json|confusion_matrix(_.+)?\.png|sorting_sweep\.png"
+)  # what evaluate writes
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,8 @@ class LabelledImages:
 
 
 def scan_labelled(data_dir: str | Path, labels: tuple[str, ...]) -> LabelledImages:
-    """Images in ``data_dir/<label>/`` (recursively) for the bundle's labels; other folders are noted and skipped."""
+    """Images in ``data_dir/<class>/`` (recursively). Classes the bundle has no label for are kinds it
+    was not taught: they count in the sorting outcome, not in accuracy (a note says so)."""
     data_dir = Path(data_dir)
     problem = dir_problem(data_dir)
     if problem:
@@ -48,10 +56,11 @@ def scan_labelled(data_dir: str | Path, labels: tuple[str, ...]) -> LabelledImag
     notes = []
     if unknown:
         notes.append(
-            f"skipped folders not named after a label of the bundle {list(labels)}: {', '.join(unknown)}"
+            f"{', '.join(unknown)}: no such label in the model {list(labels)}; counted in the sorting "
+            "outcome only (kinds it was not taught)"
         )
     items: list[tuple[Path, str]] = []
-    for label in labels:
+    for label in [*labels, *unknown]:
         folder = data_dir / label
         if not folder.is_dir():
             notes.append(f"no folder for label {label!r}")
@@ -65,8 +74,8 @@ def scan_labelled(data_dir: str | Path, labels: tuple[str, ...]) -> LabelledImag
         items += [(p, label) for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not items:
         raise SmartbinError(
-            f"{data_dir}: no photos in sub-folders named after the bundle's labels ({', '.join(labels)}); "
-            "put each class's photos in DATA_DIR/<label>/"
+            f"{data_dir}: no photos in sub-folders; put each class's photos in DATA_DIR/<class>/ "
+            f"(the model's labels: {', '.join(labels)})"
         )
     return LabelledImages(items, notes)
 
@@ -111,13 +120,19 @@ def evaluate_bundle(
     *,
     threads: int | None = None,
     out_dir: str | Path | None = None,
+    config: Config | None = None,
 ) -> dict[str, Any]:
-    """Classify every photo, write ``metrics.json`` and ``confusion_matrix.png`` to ``out_dir``, return the report.
+    """Classify every photo, write ``metrics.json``, ``confusion_matrix.png`` and ``sorting_sweep.png``
+    to ``out_dir``, return the report.
 
-    Given several folders (photo sets), the report also holds accuracy and the confusion matrix of
-    each (``by_source``, and ``confusion_matrix_<set>.png``).
+    Accuracy counts the photos of the bundle's labels; the sorting outcome (where each photo lands
+    under ``config``, the default config if None, with the thresholds a bin would apply) counts
+    every photo. Given several folders (photo sets), the report also holds accuracy and the
+    confusion matrix of each (``by_source``, and ``confusion_matrix_<set>.png``).
     """
     bundle = load_bundle(bundle_path)
+    config = config if config is not None else parse_config({})
+    check_bundle_fits(bundle, config)
     folders = _named_folders(data_dirs)
     scans = {name: scan_labelled(path, bundle.labels) for name, path in folders.items()}
     classifier = Classifier(bundle, threads=threads)
@@ -128,51 +143,48 @@ def evaluate_bundle(
 
     several = len(scans) > 1
     notes = [f"{name}: {note}" if several else note for name, scan in scans.items() for note in scan.notes]
-    truth, predicted, sources, latencies, misclassified = [], [], [], [], []
+    all_scores, classes, sources, latencies = [], [], [], []
     unreadable: list[str] = []
-    warmed_up = False
     for source, path, label in ((name, *item) for name, scan in scans.items() for item in scan.items):
         try:
             rgb = read_rgb(path)
         except CameraError as exc:
             unreadable.append(str(exc))
             continue
-        if not warmed_up:  # the first invoke allocates and plans; it is not what a bin sees per item
+        if not latencies:  # the first invoke allocates and plans; it is not what a bin sees per item
             classifier.scores(rgb)
-            warmed_up = True
         started = time.perf_counter()
-        scores = classifier.scores(rgb)
+        all_scores.append(classifier.scores(rgb))
         latencies.append(time.perf_counter() - started)
-        best = int(np.argmax(scores))
-        truth.append(bundle.labels.index(label))
-        predicted.append(best)
-        sources.append(source)
-        if bundle.labels[best] != label:
-            misclassified.append(
-                {
-                    "path": str(path),
-                    "source": source,
-                    "label": label,
-                    "predicted": bundle.labels[best],
-                    "confidence": float(scores[best]),
-                }
-            )
+        classes.append(label)
+        sources.append((source, path))
     if unreadable:
         notes.append(f"skipped {len(unreadable)} image(s) that cannot be classified (e.g. {unreadable[0]})")
-    if not truth:
+    if not classes:
         raise SmartbinError(f"{', '.join(map(str, folders.values()))}: none of the photos could be read")
+    scores = np.stack(all_scores)
 
-    matrix = confusion_matrix(np.array(truth), np.array(predicted), len(bundle.labels))
+    thresholds = thresholds_in_force(bundle.labels, bundle.manifest, config.sorting)
+    values = {label: t.value for label, t in thresholds.items()}
+    went = [compartment_of(row, bundle.labels, config.sorting, values) for row in scores]
     report: dict[str, Any] = {
         "bundle": str(bundle.path),
         "version": bundle.version,
         "quantization": bundle.quantization,
         "data_dirs": [str(path.resolve()) for path in folders.values()],
-        "images": len(truth),
-        "accuracy": float(np.trace(matrix) / matrix.sum()),
-        "per_class": per_class(matrix, bundle.labels),
-        "labels": list(bundle.labels),
-        "confusion_matrix": matrix.tolist(),
+        "images": len(classes),
+        **_accuracy(scores, classes, [s for s, _ in sources], bundle.labels, several),
+        "misclassified": [
+            {
+                "path": str(path),
+                "source": source,
+                "label": label,
+                "predicted": bundle.labels[int(np.argmax(row))],
+                "confidence": float(np.max(row)),
+            }
+            for row, label, (source, path) in zip(scores, classes, sources, strict=True)
+            if label in bundle.labels and bundle.labels[int(np.argmax(row))] != label
+        ],
         "latency_ms": {
             "p50": _percentile_ms(latencies, 50),
             "p95": _percentile_ms(latencies, 95),
@@ -181,50 +193,88 @@ def evaluate_bundle(
             "threads": threads,
             "runtime": classifier.runtime,
         },
-        "misclassified": misclassified,
+        "config": str(config.source) if config.source else "the default config",
+        "thresholds": as_status(thresholds),
+        "sorting": sorting_outcomes(went, classes, config.sorting),
         "notes": notes,
     }
-    if several:
-        report["by_source"] = {
-            name: _source_metrics(
-                np.array(truth), np.array(predicted), np.array(sources) == name, bundle.labels
-            )
-            for name in scans
-        }
     out.mkdir(parents=True, exist_ok=True)
     for path in earlier:  # an earlier report's pictures must not pass for this one's
         path.unlink(missing_ok=True)
     report["outputs"] = {"metrics": str(out / "metrics.json")}
     try:
-        png = plot_confusion(
-            matrix,
-            bundle.labels,
-            out / "confusion_matrix.png",
-            f"{bundle.version}: {100 * report['accuracy']:.1f}%",
-        )
-        report["outputs"]["confusion_matrix"] = str(png)
-        for name, figures in report.get("by_source", {}).items():
-            png = plot_confusion(
-                np.array(figures["confusion_matrix"]),
-                bundle.labels,
-                out / f"confusion_matrix_{name}.png",
-                f"{bundle.version} on {name}: {100 * figures['accuracy']:.1f}%",
-            )
-            report["outputs"][f"confusion_matrix_{name}"] = str(png)
+        _plot(report, bundle, scores, classes, config, values, out)
     except ImportError:
-        notes.append("matplotlib is not installed, so no confusion_matrix.png (pip install matplotlib)")
+        notes.append("matplotlib is not installed, so no PNG pictures (pip install matplotlib)")
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _accuracy(
+    scores: np.ndarray, classes: list[str], sources: list[str], labels: tuple[str, ...], several: bool
+) -> dict[str, Any]:
+    """Accuracy, per-class figures and the confusion matrix over the photos of the model's labels."""
+    known = np.array([c in labels for c in classes])
+    truth = np.array([labels.index(c) if c in labels else -1 for c in classes])
+    predicted = scores.argmax(axis=1)
+    figures = _source_metrics(truth, predicted, known, labels)
+    figures["images_of_its_labels"] = figures.pop("images")
+    figures["labels"] = list(labels)
+    if several:
+        names = np.array(sources)
+        figures["by_source"] = {
+            name: _source_metrics(truth, predicted, known & (names == name), labels)
+            for name in dict.fromkeys(sources)
+        }
+    return figures
+
+
+def _plot(
+    report: dict[str, Any],
+    bundle: Bundle,
+    scores: np.ndarray,
+    classes: list[str],
+    config: Config,
+    thresholds: dict[str, float],
+    out: Path,
+) -> None:
+    """The confusion matrices (overall and per set) and the threshold sweep, as PNGs in ``out``."""
+    accuracy = report["accuracy"]
+    pictures = [
+        (
+            "confusion_matrix",
+            report["confusion_matrix"],
+            f"{100 * accuracy:.1f}%" if accuracy is not None else "",
+        )
+    ]
+    pictures += [
+        (
+            f"confusion_matrix_{name}",
+            figures["confusion_matrix"],
+            f"on {name}: {100 * (figures['accuracy'] or 0):.1f}%",
+        )
+        for name, figures in report.get("by_source", {}).items()
+    ]
+    for name, matrix, caption in pictures:
+        png = plot_confusion(
+            np.array(matrix), bundle.labels, out / f"{name}.png", f"{bundle.version} {caption}"
+        )
+        report["outputs"][name] = str(png)
+    sweep = threshold_sweep(scores, classes, bundle.labels, config.sorting, thresholds)
+    if sweep:
+        png = plot_sweep(sweep, out / "sorting_sweep.png", f"{bundle.version}: threshold sweep")
+        report["outputs"]["sorting_sweep"] = str(png)
 
 
 def _source_metrics(
     truth: np.ndarray, predicted: np.ndarray, mine: np.ndarray, labels: tuple[str, ...]
 ) -> dict[str, Any]:
-    """Accuracy, per-class figures and the confusion matrix of the images where ``mine`` is true."""
+    """Accuracy, per-class figures and the confusion matrix of the images where ``mine`` is true
+    (accuracy None where there are none)."""
     matrix = confusion_matrix(truth[mine], predicted[mine], len(labels))
     return {
         "images": int(mine.sum()),
-        "accuracy": float(np.trace(matrix) / matrix.sum()) if mine.any() else 0.0,
+        "accuracy": float(np.trace(matrix) / matrix.sum()) if mine.any() else None,
         "per_class": per_class(matrix, labels),
         "confusion_matrix": matrix.tolist(),
     }
@@ -233,9 +283,15 @@ def _source_metrics(
 def format_report(report: dict[str, Any]) -> str:
     """A short human-readable summary of :func:`evaluate_bundle`'s report."""
     lat = report["latency_ms"]
+    known = report["images_of_its_labels"]
+    accuracy = (
+        f"accuracy {100 * report['accuracy']:.1f}%"
+        if report["accuracy"] is not None
+        else "no photos of its labels"
+    )
+    others = f" ({report['images'] - known} of kinds it was not taught)" if report["images"] > known else ""
     lines = [
-        f"{report['version']} ({report['quantization']}) on {report['images']} images: "
-        f"accuracy {100 * report['accuracy']:.1f}%",
+        f"{report['version']} ({report['quantization']}) on {report['images']} images{others}: {accuracy}",
         f"{'label':<16} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}",
     ]
     for label, m in report["per_class"].items():
@@ -247,8 +303,14 @@ def format_report(report: dict[str, Any]) -> str:
         f"latency ({lat['runtime']}, threads {threads}): p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms"
     )
     for name, figures in report.get("by_source", {}).items():
-        lines.append(f"{name}: accuracy {100 * figures['accuracy']:.1f}% on {figures['images']} images")
+        if figures["accuracy"] is not None:
+            lines.append(f"{name}: accuracy {100 * figures['accuracy']:.1f}% on {figures['images']} images")
     lines.append(f"misclassified: {len(report['misclassified'])}")
+    shown = ", ".join(
+        f"{label} {t['value']:.2f} ({t['source']})" for label, t in report["thresholds"].items()
+    )
+    lines.append(f"where the photos land ({report['config']}; sorts at confidence {shown}):")
+    lines.append(format_outcomes(report["sorting"]))
     lines += [f"note: {note}" for note in report["notes"]]
     lines.append(f"wrote {' and '.join(report['outputs'].values())}")
     return "\n".join(lines)

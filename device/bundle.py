@@ -134,6 +134,23 @@ def _parse_output_kind(manifest: dict[str, Any], where: Path) -> str:
     return kind
 
 
+def _check_thresholds(manifest: dict[str, Any], labels: list[str], where: Path) -> None:
+    """``sorting.thresholds``, when given, maps labels of this model to confidences 0-1."""
+    sorting = manifest.get("sorting", {})
+    thresholds = sorting.get("thresholds", {}) if isinstance(sorting, dict) else None
+    if not isinstance(thresholds, dict):
+        raise BundleError(
+            f"{where}: manifest 'sorting' should hold a 'thresholds' object of label: confidence"
+        )
+    for label, value in thresholds.items():
+        if label not in labels:
+            raise BundleError(f"{where}: manifest 'sorting.thresholds' names {label!r}, which is not a label")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise BundleError(
+                f"{where}: manifest 'sorting.thresholds' gives {label!r} {value!r}; expected a confidence 0-1"
+            )
+
+
 def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> Bundle:
     """Read and check a bundle directory; raise :class:`BundleError` with one line if it is unusable."""
     path = Path(path)
@@ -168,6 +185,7 @@ def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> Bundle:
         )
     if len(set(labels)) != len(labels):
         raise BundleError(f"{path}: manifest 'labels' has duplicates: {labels}")
+    _check_thresholds(manifest, labels, path)
     version = _require(manifest, "version", str, path)
     if not is_safe_name(version):
         raise BundleError(f"{path}: version {version!r} may hold only letters, digits, '.', '-' and '_'")

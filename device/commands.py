@@ -359,6 +359,10 @@ def _print_status(status: dict[str, Any]) -> None:
     )
     print(f"smartbin: {state}")
     print(f"model:    {status.get('model_version')} ({status.get('model_path')})")
+    thresholds = status.get("thresholds")
+    if thresholds:
+        shown = ", ".join(f"{label} {t['value']:.2f} ({t['source']})" for label, t in thresholds.items())
+        print(f"sorts at: {shown}")
     print(f"items:    {status.get('items')}")
     last = status.get("last_item")
     if last:
@@ -458,12 +462,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"smartbin: warning: {warning}", file=sys.stderr)
     make_observers(config)  # what they read at start: the MQTT password file, TLS certificates and key
     from .model import load_classifier, resolve_model_path  # the TFLite runtime: after the quick checks
+    from .thresholds import describe, thresholds_in_force
 
     model = resolve_model_path(config)
     bundle = load_classifier(model, config).bundle
     print(
         f"{args.file}: OK (pins {config.gpio.pin_factory}, camera {config.camera.kind}, "
         f"{len(config.servos)} servos, {len(config.compartments)} compartments, model {bundle.version} from {model})"
+    )
+    print(
+        f"sorts at confidence: {describe(thresholds_in_force(bundle.labels, bundle.manifest, config.sorting))}"
     )
     return 0
 

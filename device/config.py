@@ -276,6 +276,13 @@ def _named_tables(value: Any) -> Any:
 
 DEFAULT_SERVOS = (ServoConfig("chute", pin=12), ServoConfig("flap", pin=13))
 DEFAULT_LABELS = {"can": "can", "glass": "glass", "plastic": "plastic", "empty": NO_COMPARTMENT}
+# General waste the default model knows: the rest (fallback) compartment, whatever it is called.
+REST_LABELS = ("cardboard", "paper", "trash")
+
+
+def default_labels(fallback: str) -> dict[str, str]:
+    """The default ``[sorting.labels]``: each recyclable to its own compartment, the rest to ``fallback``."""
+    return {**DEFAULT_LABELS, **dict.fromkeys(REST_LABELS, fallback)}
 
 
 def _default_compartments() -> dict[str, dict[str, float]]:
@@ -290,7 +297,12 @@ def _default_compartments() -> dict[str, dict[str, float]]:
 
 @dataclass(frozen=True, config=_TABLE)
 class SortingConfig:
-    threshold: _float(0, 1, "a confidence 0-1") = 0.6
+    # None: each label's threshold from the model's manifest (chosen for purity when it was
+    # converted), else DEFAULT_THRESHOLD; a number here applies to every label.
+    threshold: Annotated[_float(0, 1, "a confidence 0-1") | None, Field(description="a confidence 0-1")] = (
+        None
+    )
+    thresholds: Mapping[str, _float(0, 1, "a confidence 0-1")] = Field(default_factory=dict)  # per label
     fallback: Name = "other"
     travel_s: Seconds10 = 0.4
     hold_s: Seconds30 = 0.8
@@ -658,7 +670,7 @@ class Config:
         if not sorting.labels:
             if not set(DEFAULT_LABELS.values()) <= {*compartments, NO_COMPARTMENT}:
                 raise _invalid('missing; map each label to a compartment, e.g. can = "can"', "labels")
-            sorting = dataclasses.replace(sorting, labels=dict(DEFAULT_LABELS))
+            sorting = dataclasses.replace(sorting, labels=default_labels(sorting.fallback))
         options = ", ".join([*compartments, NO_COMPARTMENT])
         for label, target in sorting.labels.items():
             if target not in compartments and target != NO_COMPARTMENT:

@@ -50,6 +50,7 @@ from .pins import make_pin_factory
 from .records import EventRecords, Faults
 from .sorter import Sorter
 from .state import now_iso, write_status
+from .thresholds import Threshold, as_status, thresholds_in_force
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +384,8 @@ class Daemon:
             except (ValueError, RuntimeError) as exc:
                 errors.append(f"classify: {exc}")
         classified = time.monotonic()
-        decision = decide(prediction, cfg.sorting, self.fill.full() if self.fill else None, look)
+        thresholds = {label: t.value for label, t in self.thresholds().items()}
+        decision = decide(prediction, cfg.sorting, thresholds, self.fill.full() if self.fill else None, look)
         commanded = time.monotonic()
         if decision.compartment is not None:
             self._detach_due = None  # home() detaches at the end of the move
@@ -573,6 +575,13 @@ class Daemon:
     def model_version(self) -> str | None:
         return self.classifier.bundle.version if self.classifier else None
 
+    def thresholds(self) -> dict[str, Threshold]:
+        """The confidence each label of the running model needs, and where it comes from."""
+        if self.classifier is None:
+            return {}
+        bundle = self.classifier.bundle
+        return thresholds_in_force(bundle.labels, bundle.manifest, self.config.sorting)
+
     # --- status -------------------------------------------------------------------------
 
     def _status_line(self) -> str:
@@ -620,6 +629,7 @@ class Daemon:
             "updated": now_iso(),
             "model_version": self.model_version,
             "model_path": str(self.model_path) if self.model_path else None,
+            "thresholds": as_status(self.thresholds()),
             "items": self.items,
             "ignored_closings": self.ignored_closings,
             "last_item": self.last_item,

@@ -1,5 +1,5 @@
-"""Where an item goes: top-1 label, confidence threshold, fallback compartment, no-move labels,
-full compartments."""
+"""Where an item goes: top-1 label, its label's confidence threshold (device/thresholds.py),
+fallback compartment, no-move labels, full compartments."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from .chamber import Look
 from .classifier import Prediction
 from .config import NO_COMPARTMENT, Config, SortingConfig
 from .errors import BundleError
+from .thresholds import DEFAULT_THRESHOLD
 
 # Why an item went where it went (stored with every event).
 SORTED = "sorted"  # confident and mapped: its own compartment
-LOW_CONFIDENCE = "low_confidence"  # below the threshold: the fallback compartment
+LOW_CONFIDENCE = "low_confidence"  # below its label's threshold: the fallback compartment
 UNMAPPED = "unmapped"  # a label mapped to "none" (e.g. an empty bin): no move
 UNKNOWN_LABEL = "unknown_label"  # a label the config does not mention: the fallback compartment
 NO_FRAME = "no_frame"  # nothing could be classified: the fallback compartment
@@ -38,11 +39,13 @@ class Decision:
 def decide(
     prediction: Prediction | None,
     sorting: SortingConfig,
+    thresholds: Mapping[str, float],
     full: Mapping[str, str] | None = None,
     look: Look | None = None,
 ) -> Decision:
     """The compartment for one item, or None to leave the servos where they are.
 
+    ``thresholds`` gives each label the confidence it needs (:func:`~.thresholds.thresholds_in_force`);
     ``full`` maps each full compartment to its ``when_full`` ("fallback" or "hold"); ``look`` is
     the empty check's verdict on the frame (None: no empty reference).
     """
@@ -51,7 +54,7 @@ def decide(
     elif look is not None and look.empty:
         return Decision(None, EMPTY)
     else:
-        decision = _by_label(prediction, sorting)
+        decision = _by_label(prediction, sorting, thresholds)
     target = decision.compartment
     if not full or target not in full:
         return decision
@@ -72,10 +75,12 @@ def full_compartment(reason: str) -> str | None:
     return compartment if kind in (FULL, HELD) and compartment else None
 
 
-def _by_label(prediction: Prediction | None, sorting: SortingConfig) -> Decision:
+def _by_label(
+    prediction: Prediction | None, sorting: SortingConfig, thresholds: Mapping[str, float]
+) -> Decision:
     if prediction is None:
         return Decision(sorting.fallback, NO_FRAME)
-    if prediction.confidence < sorting.threshold:
+    if prediction.confidence < thresholds.get(prediction.label, DEFAULT_THRESHOLD):
         return Decision(sorting.fallback, LOW_CONFIDENCE)
     target = sorting.labels.get(prediction.label)
     if target is None:
@@ -90,12 +95,14 @@ def check_bundle_fits(bundle: Bundle, config: Config) -> None:
 
     Every compartment except the fallback must receive at least one of the bundle's labels;
     labels mapped to a compartment must exist in the bundle. Labels the config maps to
-    ``"none"`` may be missing (a model without an ``empty`` class is fine).
+    ``"none"`` or to the fallback may be missing (a model without an ``empty`` or a ``trash``
+    class is fine: what it cannot name goes to the fallback anyway).
     """
     mapping = config.sorting.labels
     labels = set(bundle.labels)
+    optional = {NO_COMPARTMENT, config.sorting.fallback}
     missing = sorted(
-        label for label, target in mapping.items() if target != NO_COMPARTMENT and label not in labels
+        label for label, target in mapping.items() if target not in optional and label not in labels
     )
     if missing:
         raise BundleError(

@@ -138,7 +138,6 @@ def make_app(
             "uptime_s": round(uptime, 1) if uptime is not None else None,
             "counts": tally["compartments"],
             "faults": tally["faults"],
-            "threshold": config.sorting.threshold,
             "review_labels": labels,
         }
 
@@ -152,9 +151,7 @@ def make_app(
             raise ApiError(400, f"filter: expected one of {', '.join(queries.FILTERS)}, got {wanted!r}")
         connection = db()
         try:
-            events = queries.list_events(
-                connection, limit=limit, before=before, filter=wanted, threshold=config.sorting.threshold
-            )
+            events = queries.list_events(connection, limit=limit, before=before, filter=wanted)
         finally:
             connection.close()
         more = len(events) == limit

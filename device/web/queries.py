@@ -26,7 +26,7 @@ _EVENT_COLUMNS = (
     "e.capture_ms, e.inference_ms, e.latency_ms, e.cycle_ms, e.image_path, e.error, e.box"
 )
 _WHERE = {
-    "uncertain": "e.confidence < :threshold",
+    "uncertain": "e.reason = 'low_confidence'",  # below its label's threshold (device/thresholds.py)
     # what the bin said: its label, or "empty" for a closing the empty check found empty
     "wrong": "r.label IS NOT NULL AND r.label IS NOT COALESCE(e.label, CASE e.reason WHEN 'empty' THEN 'empty' END)",
     "unreviewed": "r.event_id IS NULL",
@@ -44,7 +44,7 @@ def connect(path: Path, *, write: bool = False) -> sqlite3.Connection:
 
 
 def list_events(
-    db: sqlite3.Connection, *, limit: int, before: int | None, filter: str | None, threshold: float
+    db: sqlite3.Connection, *, limit: int, before: int | None, filter: str | None
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` events, newest first, with ids below ``before``, that pass ``filter``."""
     where = ["e.id < :before"] if before is not None else []
@@ -55,7 +55,7 @@ def list_events(
         f" r.who AS review_who, r.at AS review_at"
         f" FROM events e LEFT JOIN ({_LAST_REVIEW}) r ON r.event_id = e.id"
         f" {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY e.id DESC LIMIT :limit",
-        {"before": before, "threshold": threshold, "limit": limit},
+        {"before": before, "limit": limit},
     ).fetchall()
     return [_event(row) for row in rows]
 

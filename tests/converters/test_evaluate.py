@@ -52,7 +52,7 @@ def test_evaluate_reports_metrics_png_and_latency(int8_bundle, photos, tmp_path,
     )
     report = json.loads(capsys.readouterr().out)
     assert report["version"] == "tiny-1" and report["quantization"] == "int8"
-    assert report["images"] == 13
+    assert report["images"] == 14 and report["images_of_its_labels"] == 13  # cardboard: not a label
     assert report["accuracy"] == pytest.approx(12 / 13)
     assert report["confusion_matrix"] == [[4, 0, 0], [1, 4, 0], [0, 0, 4]]
     assert report["per_class"]["can"] == pytest.approx(
@@ -73,21 +73,101 @@ def test_evaluate_prints_a_readable_summary(int8_bundle, photos, tmp_path, capsy
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", str(int8_bundle), str(photos)]) == 0
     text = capsys.readouterr().out
-    assert "tiny-1 (int8) on 13 images: accuracy 92.3%" in text
+    assert "tiny-1 (int8) on 14 images (1 of kinds it was not taught): accuracy 92.3%" in text
     assert "p50" in text and "p95" in text
-    assert "note: skipped folders not named after a label" in text
+    assert "cardboard: no such label in the model" in text
+    assert "where the photos land (the default config; sorts at confidence can " in text
     assert (tmp_path / "evaluation-tiny-1" / "confusion_matrix.png").is_file()
 
 
-def test_evaluate_needs_folders_named_after_labels(int8_bundle, tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    write_photo(tmp_path / "photos" / "metal" / "0.jpg", coloured_photo("can", rng))
+def test_evaluate_needs_class_folders(int8_bundle, tmp_path, capsys):
+    (tmp_path / "photos" / "can").mkdir(parents=True)
     assert main(["evaluate", str(int8_bundle), str(tmp_path / "photos"), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert (
-        err.startswith("smartbin: error:") and "named after the bundle's labels (can, glass, plastic)" in err
+        err.startswith("smartbin: error:")
+        and "no photos in sub-folders" in err
+        and "(the model's labels: can, glass, plastic)" in err
     )
     assert not (tmp_path / "r").exists()
+
+
+def write_config(path, sorting: str):
+    path.write_text(f"[camera]\nkind = 'folder'\n\n[sorting]\n{sorting}\n")
+    return path
+
+
+def test_where_each_class_lands_under_a_config(int8_bundle, photos, tmp_path, capsys):
+    """At threshold 0 every photo goes where its top label is mapped: the misfiled can photo in glass
+    and the can-coloured cardboard land in the can compartment and spoil it."""
+    config = write_config(tmp_path / "zero.toml", "threshold = 0.0")
+    assert (
+        main(
+            [
+                "evaluate",
+                str(int8_bundle),
+                str(photos),
+                "--json",
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert {t["source"] for t in report["thresholds"].values()} == {"config"}
+    outcome = report["sorting"]
+    assert outcome["by_class"]["can"] | {"images": 0} == {
+        "images": 0,
+        "recyclable": True,
+        "own": 1.0,
+        "wrong_recycling": 0.0,
+        "rest": 0.0,
+        "no_move": 0.0,
+    }
+    assert outcome["by_class"]["glass"]["own"] == pytest.approx(0.8) and outcome["by_class"]["glass"][
+        "wrong_recycling"
+    ] == pytest.approx(0.2)
+    assert outcome["by_class"]["cardboard"] == {
+        "images": 1,
+        "recyclable": False,
+        "own": 0.0,
+        "wrong_recycling": 1.0,
+        "rest": 0.0,
+        "no_move": 0.0,
+    }
+    assert outcome["compartments"]["can"] == {"items": 6, "purity": pytest.approx(4 / 6, abs=1e-4)}
+    assert outcome["compartments"]["plastic"] == {"items": 4, "purity": 1.0}
+    assert outcome["recyclables"]["images"] == 13 and outcome["rest"]["wrong_recycling"] == 1.0
+    assert (tmp_path / "r" / "sorting_sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_set_of_kinds_the_model_never_saw_measures_where_they_go(int8_bundle, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_photo(tmp_path / "photos" / "food" / f"{i}.jpg", coloured_photo("glass", rng))
+    config = write_config(tmp_path / "c.toml", "threshold = 0.0")
+    assert (
+        main(
+            [
+                "evaluate",
+                str(int8_bundle),
+                str(tmp_path / "photos"),
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "on 3 images (3 of kinds it was not taught): no photos of its labels" in text
+    assert (
+        "rest (non-recyclables): 3 photos, 0.0% own compartment, 100.0% wrong recycling compartment" in text
+    )
 
 
 def test_evaluate_never_writes_into_what_it_reads_or_into_a_run(int8_bundle, photos, tiny_run, capsys):
@@ -110,7 +190,11 @@ def test_evaluating_again_into_the_same_folder_leaves_no_picture_of_the_first(
     assert main(["evaluate", str(int8_bundle), str(photos), str(tmp_path / "second"), "--out", str(out)]) == 0
     assert (out / "confusion_matrix_second.png").is_file()
     assert main(["evaluate", str(int8_bundle), str(photos), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion_matrix.png",
+        "metrics.json",
+        "sorting_sweep.png",
+    ]
 
 
 def test_evaluate_missing_folder_and_bad_bundle(int8_bundle, tmp_path, capsys):
@@ -134,7 +218,7 @@ def test_evaluate_runs_with_what_a_bin_has(int8_bundle, photos, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "accuracy 92.3%" in result.stdout
-    assert "note: matplotlib is not installed" in result.stdout
+    assert "note: matplotlib is not installed" in result.stdout and "purity: " in result.stdout
     assert (tmp_path / "r" / "metrics.json").is_file() and not (
         tmp_path / "r" / "confusion_matrix.png"
     ).exists()

@@ -253,7 +253,10 @@ def test_labels_and_compartments_default_only_where_they_fit(tmp_path):
             },
         }
     )
-    assert custom.sorting.labels == {"can": "can", "glass": "glass", "plastic": "plastic", "empty": "none"}
+    assert custom.sorting.labels == {
+        **{"can": "can", "glass": "glass", "plastic": "plastic", "empty": "none"},
+        **{"cardboard": "other", "paper": "other", "trash": "other"},  # the rest: the fallback
+    }
     with pytest.raises(ConfigError, match=r"sorting\.labels: missing; map each label"):
         parse_config(
             {

@@ -88,11 +88,14 @@ def test_a_no_move_label_may_be_missing_from_the_model(tmp_path):
 def test_decide():
     sorting = parse_config({}).sorting
     scores = {"can": 0.9, "glass": 0.05, "plastic": 0.05}
-    assert decide(Prediction("can", 0.9, scores), sorting).compartment == "can"
-    assert decide(Prediction("can", 0.5, scores), sorting).compartment == "other"
-    assert decide(Prediction("empty", 0.9, scores), sorting).compartment is None
-    assert decide(Prediction("paper", 0.9, scores), sorting).reason == "unknown_label"
-    assert decide(None, sorting).reason == NO_FRAME
+    thresholds = {"can": 0.6, "glass": 0.95}
+    assert decide(Prediction("can", 0.9, scores), sorting, thresholds).compartment == "can"
+    assert decide(Prediction("can", 0.5, scores), sorting, thresholds).compartment == "other"
+    assert decide(Prediction("glass", 0.9, scores), sorting, thresholds).reason == "low_confidence"
+    assert decide(Prediction("empty", 0.9, scores), sorting, thresholds).compartment is None
+    assert decide(Prediction("paper", 0.9, scores), sorting, thresholds).compartment == "other"
+    assert decide(Prediction("wood", 0.9, scores), sorting, thresholds).reason == "unknown_label"
+    assert decide(None, sorting, thresholds).reason == NO_FRAME
 
 
 def test_model_resolution_order(tmp_path, copy_model):

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from smartbin.device.commands import make_observers
 from smartbin.device.events import EventLog, ImageStore, ItemEvent, add_review, reviewed_labels
 from smartbin.device.simulate import simulation_config, with_web
+from smartbin.device.thresholds import as_status
 from smartbin.device.web import queries
 from smartbin.device.web.observer import WebObserver
 
@@ -55,8 +56,18 @@ def test_status_counts_what_the_bin_sorted(sorted_bin):
     assert status["counts"]["total"] == {"can": 1, "glass": 1, "plastic": 0, "other": 1, "none": 0}
     assert status["counts"]["today"] == status["counts"]["total"]
     assert status["faults"] == {}
-    assert status["review_labels"] == ["can", "glass", "plastic", "not_trash", "empty"]
-    assert status["threshold"] == b.config.sorting.threshold and status["uptime_s"] >= 0
+    assert status["review_labels"] == [
+        "can",
+        "glass",
+        "plastic",
+        "cardboard",
+        "paper",
+        "trash",
+        "not_trash",
+        "empty",
+    ]
+    assert status["thresholds"] == as_status(b.daemon.thresholds()) and status["uptime_s"] >= 0
+    assert {t["source"] for t in status["thresholds"].values()} <= {"model", "default", "config"}
     assert status["observers"]["web"]["url"] == http.base + "/"
 
 
@@ -179,8 +190,8 @@ def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
     assert [e["id"] for e in http.json("/api/events?filter=unreviewed")["events"]] == [events[2].id]
     assert http.json("/api/events?limit=3")["events"][2]["review"]["label"] == "not_trash"
 
-    status, body = http.label(can, "paper", token)
-    assert status == 400 and "can, glass, plastic, not_trash, empty" in body["error"]
+    status, body = http.label(can, "wood", token)
+    assert status == 400 and "can, glass, plastic, cardboard, paper, trash, not_trash, empty" in body["error"]
     assert http.label(99, "glass", token) == (404, {"error": "no event 99"})
     assert http.label(2**70, "glass", token) == (404, {"error": f"no event {2**70}"})
     status, _, body = http.request(
@@ -253,7 +264,7 @@ def test_an_event_lists_the_box_of_the_empty_check(tmp_path):
     )
     log.close()
     db = queries.connect(tmp_path / "events.db")
-    (event,) = queries.list_events(db, limit=5, before=None, filter=None, threshold=0.6)
+    (event,) = queries.list_events(db, limit=5, before=None, filter=None)
     db.close()
     assert event["box"] == [5, 6, 70, 80] and event["scores"] == {"can": 0.9}
 
@@ -267,7 +278,7 @@ def test_an_empty_closing_confirmed_as_empty_is_not_wrong(tmp_path):
     add_review(log._db, mistaken, "can", "test", "now")  # a flat item the empty check missed
     log.close()
     db = queries.connect(tmp_path / "events.db")
-    wrong = queries.list_events(db, limit=5, before=None, filter="wrong", threshold=0.6)
+    wrong = queries.list_events(db, limit=5, before=None, filter="wrong")
     db.close()
     assert [e["id"] for e in wrong] == [mistaken]
 

@@ -59,7 +59,7 @@ function showStatus(st) {
 function card(event) {
   const li = $("item").content.firstElementChild.cloneNode(true);
   li.dataset.id = event.id;
-  const uncertain = event.confidence != null && event.confidence < status.threshold;
+  const uncertain = event.reason === "low_confidence";
   const said = event.label || (event.reason === "empty" ? "empty" : null);  // the bin's verdict
   const reviewed = event.review ? event.review.label : null;
   li.classList.toggle("uncertain", uncertain);
