@@ -47,7 +47,9 @@ def _convert(args: argparse.Namespace) -> int:
     if result.sorting:
         chosen = result.sorting["chosen_on"]
         shown = ", ".join(f"{label} {t:.2f}" for label, t in result.sorting["thresholds"].items())
-        print(f"thresholds for {100 * chosen['target_purity']:g}% purity on {chosen['images']} {chosen['split']} images: {shown}")
+        print(
+            f"thresholds for {100 * chosen['target_purity']:g}% purity on {chosen['images']} {chosen['split']} images: {shown}"
+        )
     print(
         f"wrote {result.bundle} (version {result.version}, {result.size_bytes:,} bytes, "
         f"converted in {result.seconds:.1f} s)"

@@ -215,7 +215,13 @@ def sorting_thresholds(
         level = "" if f["met"] else f" (short of {100 * purity:g}%)"
         log.info(
             "threshold %s %.2f: %.1f%% pure%s, %d of %d %s photos sorted",
-            label, f["threshold"], 100 * f["purity"], level, f["sorted"], f["support"], split,
+            label,
+            f["threshold"],
+            100 * f["purity"],
+            level,
+            f["sorted"],
+            f["support"],
+            split,
         )
     return {
         "thresholds": {label: f["threshold"] for label, f in figures.items()},
