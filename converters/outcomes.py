@@ -150,13 +150,18 @@ def format_outcomes(outcomes: dict[str, Any]) -> str:
         lines.append(
             f"{cls:<16} {row['images']:>6} {own:>6} {100 * row[WRONG]:>14.1f}% {100 * row[REST]:>13.1f}% {100 * row[NO_MOVE]:>7.1f}%"
         )
-    for group, name in (("recyclables", "recyclables"), ("rest", "rest (non-recyclables)")):
-        row = outcomes[group]
-        if row["images"]:
-            lines.append(
-                f"{name}: {row['images']} photos, {100 * row[OWN]:.1f}% own compartment, "
-                f"{100 * row[WRONG]:.1f}% wrong recycling compartment, {100 * row[REST]:.1f}% rest"
-            )
+    row = outcomes["recyclables"]
+    if row["images"]:
+        lines.append(
+            f"recyclables: {row['images']} photos, {100 * row[OWN]:.1f}% into their own compartment, "
+            f"{100 * row[WRONG]:.1f}% into a wrong recycling compartment, {100 * row[REST]:.1f}% into {fallback}"
+        )
+    row = outcomes["rest"]
+    if row["images"]:
+        lines.append(
+            f"non-recyclables: {row['images']} photos, {100 * (row[REST] + row[NO_MOVE]):.1f}% kept out of "
+            f"the recycling, {100 * row[WRONG]:.1f}% into a recycling compartment"
+        )
     purity = ", ".join(
         f"{c} {100 * p['purity']:.1f}% ({p['items']} items)" for c, p in outcomes["compartments"].items()
     )

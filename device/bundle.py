@@ -2,7 +2,7 @@
 
 A bundle is a directory::
 
-    manifest.json   what the device needs to run the model (see docs/bundle.md)
+    manifest.json   what the device needs to run the model (see docs/conversion.md)
     model.tflite    the model; its sha256 is in the manifest
     labels.txt      one label per line, in output order (for people; the manifest is authoritative)
 

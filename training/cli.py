@@ -6,13 +6,12 @@ Only argparse here; TensorFlow is imported inside the handler.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from smartbin.device.arguments import given_path, non_negative_int, positive_float, positive_int
 
 from .backbones import BACKBONES
+from .run_checks import STRATEGIES, check_run_out
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
 MAX_BATCH = 4096  # images per training step
 
 
@@ -186,20 +185,6 @@ def check_sizes(input_size: int, batch_size: int) -> None:
         )
     if batch_size > MAX_BATCH:  # a larger one only stalls TensorFlow's input pipeline
         raise SmartbinError(f"--batch-size {batch_size} is out of range; use 1 to {MAX_BATCH}")
-
-
-def check_run_out(out: Path, *, overwrite: bool) -> None:
-    """Refuse an ``--out`` this run may not replace or cannot create, before any work is done."""
-    from smartbin.device.errors import SmartbinError
-    from smartbin.device.files import check_out_dir
-
-    check_out_dir(out, "--out")
-    if out.exists() and not overwrite:
-        raise SmartbinError(f"{out} already exists; choose another --out or pass --overwrite")
-    if out.exists() and not (out / "run.json").is_file() and any(out.iterdir()):
-        raise SmartbinError(
-            f"{out} is not a run directory and not empty; --overwrite replaces only runs, choose another --out"
-        )
 
 
 def _train(args: argparse.Namespace) -> int:

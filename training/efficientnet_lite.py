@@ -2,7 +2,7 @@
 
 Lite is EfficientNet made for integer accelerators: ReLU6, no squeeze-excite, a fixed 32-channel stem
 and 1280-channel head, TF "same" padding, BatchNorm epsilon 1e-3. The variants differ only in their
-stage table (:data:`~.backbones.EFFICIENTNET_LITE`).
+stage table (:data:`~.lite_variants.EFFICIENTNET_LITE`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from .backbones import BN_EPSILON, LITE_FEATURES, LITE_STEM_CHANNELS, Stage, WeightsError
+from .lite_variants import BN_EPSILON, LITE_FEATURES, LITE_STEM_CHANNELS, Stage, WeightsError
 
 
 def _bn(name: str) -> layers.BatchNormalization:

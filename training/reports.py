@@ -14,6 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from smartbin.converters import DEFAULT_PURITY
+from smartbin.converters.outcomes import choose_thresholds, compartment_of, format_outcomes, sorting_outcomes
+from smartbin.device.config import parse_config
+
 from .data import Arrays, image_dataset
 from .metrics import confusion_matrix, per_class, plot_confusion
 
@@ -85,8 +89,9 @@ def write_reports(
     ``metrics[split]["by_source"]`` holds the same metrics per photo set when there are several.
     """
     metrics: dict[str, Any] = {}
+    scores_of: dict[str, np.ndarray] = {}
     for split in ("val", "test"):
-        scores = predict(model, data[split], batch_size)
+        scores = scores_of[split] = predict(model, data[split], batch_size)
         predicted = scores.argmax(axis=1)
         metrics[split] = classification_metrics(data[split].labels, predicted, labels)
         plot_confusion(
@@ -112,6 +117,7 @@ def write_reports(
             _write_misclassified(data[split], scores, labels, run_dir / "misclassified.csv")
             metrics[split]["misclassified"] = int((predicted != data[split].labels).sum())
     metrics["labels"] = list(labels)
+    metrics["sorting"] = sorting_outcome(scores_of, data, labels)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     _write_history(history, run_dir / "history.csv")
     if history:
@@ -151,6 +157,23 @@ def _write_history(history: Sequence[dict[str, Any]], path: Path) -> None:
         writer.writerows(history)
 
 
+def sorting_outcome(
+    scores: dict[str, np.ndarray], data: dict[str, Arrays], labels: Sequence[str]
+) -> dict[str, Any]:
+    """Where the test photos would land in a bin with the default config, each label's threshold
+    chosen for purity on validation as ``smartbin convert`` chooses it (for the Keras model)."""
+    sorting = parse_config({}).sorting
+    chosen = choose_thresholds(scores["val"], data["val"].labels, labels, DEFAULT_PURITY)
+    thresholds = {label: f["threshold"] for label, f in chosen.items()}
+    went = [compartment_of(row, tuple(labels), sorting, thresholds) for row in scores["test"]]
+    truth = [labels[i] for i in data["test"].labels]
+    return {
+        "thresholds": thresholds,
+        "target_purity": DEFAULT_PURITY,
+        "test": sorting_outcomes(went, truth, sorting),
+    }
+
+
 def summary_markdown(metrics: dict[str, Any], labels: Sequence[str]) -> str:
     lines = ["# Training summary", ""]
     for split in ("val", "test"):
@@ -170,6 +193,17 @@ def summary_markdown(metrics: dict[str, Any], labels: Sequence[str]) -> str:
         if "by_source" in m:
             lines += _by_source_markdown(m["by_source"], labels)
     lines.append(f"Misclassified test images: {metrics['test']['misclassified']} (see misclassified.csv).")
+    if "sorting" in metrics:
+        sorting = metrics["sorting"]
+        shown = ", ".join(f"{label} {t:.2f}" for label, t in sorting["thresholds"].items())
+        lines += [
+            "",
+            f"## Where the test photos land (default config; thresholds for {sorting['target_purity']:.0%} purity on val: {shown})",
+            "",
+            "```",
+            format_outcomes(sorting["test"]),
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -29,12 +29,13 @@ from smartbin.device.errors import SmartbinError
 from smartbin.device.files import publish_dir
 
 from . import reports
-from .backbones import EFFICIENTNET_LITE, BackboneSpec, build_backbone
-from .cli import STRATEGIES, check_run_out
+from .backbones import BackboneSpec, build_backbone
 from .cutpaste import PasteAugment
 from .data import Arrays, class_weights, image_dataset, load_arrays
 from .dataset import ScanResult, scan_dataset, write_dataset_report, write_splits_csv
+from .lite_variants import EFFICIENTNET_LITE
 from .pretrained import packaged_weights
+from .run_checks import STRATEGIES, check_run_out
 
 log = logging.getLogger(__name__)
 

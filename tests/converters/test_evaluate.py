@@ -166,7 +166,8 @@ def test_a_set_of_kinds_the_model_never_saw_measures_where_they_go(int8_bundle, 
     text = capsys.readouterr().out
     assert "on 3 images (3 of kinds it was not taught): no photos of its labels" in text
     assert (
-        "rest (non-recyclables): 3 photos, 0.0% own compartment, 100.0% wrong recycling compartment" in text
+        "non-recyclables: 3 photos, 0.0% kept out of the recycling, 100.0% into a recycling compartment"
+        in text
     )
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from smartbin.device.bundle import load_bundle
+from smartbin.device.decision import check_bundle_fits
 from smartbin.device.errors import BundleError
 from smartbin.device.thresholds import Threshold, describe, thresholds_in_force
 
@@ -67,3 +68,10 @@ def test_the_daemon_sorts_by_the_models_thresholds_and_says_so(tmp_path, copy_mo
         config=fast_config(tmp_path, classifier={"model": str(bundle)}, sorting={"thresholds": {"can": 0.5}}),
     ) as b:
         assert b.item().compartment == "can"  # the config overrides the model for can
+
+
+def test_a_threshold_for_a_label_the_model_lacks_is_refused(tmp_path, copy_model):
+    config = fast_config(tmp_path, sorting={"thresholds": {"glas": 0.9}})
+    with pytest.raises(BundleError) as err:
+        check_bundle_fits(load_bundle(copy_model("colour3-int8")), config)
+    assert "has no label glas (its labels: can, glass, plastic); fix [sorting.thresholds]" in str(err.value)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from smartbin.device.commands import make_observers
 from smartbin.device.events import EventLog, ImageStore, ItemEvent, add_review, reviewed_labels
+from smartbin.device.observer_setup import make_observers
 from smartbin.device.simulate import simulation_config, with_web
 from smartbin.device.thresholds import as_status
 from smartbin.device.web import queries

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from smartbin.device.commands import make_observers
 from smartbin.device.events import EventLog, ItemEvent, reviewed_labels
+from smartbin.device.observer_setup import make_observers
 
 from .web_client import new_token, page_of, wait_for_items, web_config
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smartbin.training.backbones import EFFICIENTNET_LITE
+from smartbin.training.lite_variants import EFFICIENTNET_LITE
 from smartbin.training.pretrained import torch_layout_shapes
 from smartbin.training.synthetic import make_shapes_dataset
 

@@ -11,14 +11,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from smartbin.device.errors import SmartbinError  # noqa: E402
-from smartbin.training.backbones import (  # noqa: E402
-    BACKBONES,
-    EFFICIENTNET_LITE,
-    BackboneSpec,
-    WeightsError,
-    build_backbone,
-)
+from smartbin.training.backbones import BACKBONES, BackboneSpec, build_backbone  # noqa: E402
 from smartbin.training.efficientnet_lite import build_efficientnet_lite, load_torch_layout  # noqa: E402
+from smartbin.training.lite_variants import EFFICIENTNET_LITE, WeightsError  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 WEIGHTS = SHARED / "weights"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smartbin.training.backbones import EFFICIENTNET_LITE, WeightsError
+from smartbin.training.lite_variants import EFFICIENTNET_LITE, WeightsError
 from smartbin.training.pretrained import (
     identify_variant,
     packaged_weights,

@@ -89,6 +89,21 @@ def test_model_takes_raw_pixels_and_tells_the_classes_apart(tiny_run: Path) -> N
         assert len(list(csv.DictReader(f))) == metrics["test"]["misclassified"]
 
 
+def test_the_report_says_where_the_test_photos_would_land(tiny_run: Path) -> None:
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    sorting = metrics["sorting"]
+    assert set(sorting["thresholds"]) <= {"can", "glass", "plastic"} and sorting["target_purity"] == 0.98
+    outcome = sorting["test"]
+    images = sum(row["images"] for row in outcome["by_class"].values())
+    assert images == outcome["recyclables"]["images"] == metrics["test"]["count"]
+    assert outcome["rest"]["images"] == 0
+    for row in outcome["by_class"].values():
+        assert row["own"] + row["wrong_recycling"] + row["rest"] + row["no_move"] == pytest.approx(
+            1, abs=1e-3
+        )
+    assert "## Where the test photos land (default config" in (tiny_run / "summary.md").read_text()
+
+
 def test_cli_refuses_to_overwrite_a_run_and_keeps_it(
     tiny_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
