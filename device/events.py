@@ -145,18 +145,22 @@ def add_review(db: sqlite3.Connection, event_id: int, label: str, who: str, at: 
     """Record that event ``event_id`` was really ``label``; returns the review. KeyError: no such event.
 
     One write transaction, taken before the old label is read: a review written meanwhile by
-    another connection is either before it (and is its old label) or waits for it.
+    another connection is either before it (and is its old label) or waits for it. The same
+    label sent again (a double tap, a retried request) is the newest review, not a new one.
     """
     with db:
         db.execute("BEGIN IMMEDIATE")
-        row = db.execute(
-            "SELECT e.label, (SELECT r.label FROM reviews r WHERE r.event_id = e.id ORDER BY r.id DESC LIMIT 1)"
-            " FROM events e WHERE e.id = ?",
+        event = db.execute("SELECT label FROM events WHERE id = ?", (event_id,)).fetchone()
+        if event is None:
+            raise KeyError(event_id)
+        newest = db.execute(
+            "SELECT id, label, old_label, who, at FROM reviews WHERE event_id = ? ORDER BY id DESC LIMIT 1",
             (event_id,),
         ).fetchone()
-        if row is None:
-            raise KeyError(event_id)
-        old_label = row[1] if row[1] is not None else row[0]
+        if newest is not None and newest[1] == label:
+            keys = ("id", "label", "old_label", "who", "at")
+            return {"event_id": event_id, **dict(zip(keys, newest, strict=True))}
+        old_label = newest[1] if newest is not None else event[0]
         cursor = db.execute(
             "INSERT INTO reviews (event_id, label, old_label, who, at) VALUES (?, ?, ?, ?, ?)",
             (event_id, label, old_label, who, at),

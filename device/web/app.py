@@ -237,13 +237,21 @@ def _check_event_id(event_id: int) -> None:
 
 def _label_from_body(labels: list[str]) -> str:
     request = bottle.request
+    if request.content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415, f"expected Content-Type: application/json, got {request.content_type or 'none'!r}"
+        )
     if request.content_length > MAX_BODY:
         raise ApiError(
             413, f'expected a small JSON body such as {{"label": "glass"}} (at most {MAX_BODY} bytes)'
         )
     try:
         body = json.loads(request.body.read(MAX_BODY) or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (
+        ValueError,
+        UnicodeDecodeError,
+        RecursionError,
+    ):  # RecursionError: [[[[... nested past Python's stack
         body = None
     label = body.get("label") if isinstance(body, dict) else None
     if label not in labels:

@@ -102,6 +102,11 @@ def test_bad_event_queries_get_400_saying_why(sorted_bin, query):
     assert query.split("=")[0] in error and "expected" in error
 
 
+def reviewed_ids(db: sqlite3.Connection) -> dict[int, int]:
+    """event id -> the id of each of its reviews, for every reviewed event (a later one wins)."""
+    return dict(db.execute("SELECT event_id, id FROM reviews ORDER BY id").fetchall())
+
+
 def test_an_authorization_header_that_is_not_text_is_no_token(sorted_bin):
     _, http, events, _ = sorted_bin
     address = urllib.parse.urlsplit(http.base)
@@ -185,6 +190,8 @@ def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
     assert reviewed_labels(db) == {can: "glass"}
     assert http.label(can, "not_trash", token)[1]["review"]["old_label"] == "glass"
     assert http.label(events[1].id, "glass", token)[0] == 200  # right all along: reviewed, not wrong
+    again = http.label(events[1].id, "glass", token)[1]["review"]  # a double tap: the same review
+    assert again["id"] == reviewed_ids(db)[events[1].id] and len(reviewed_ids(db)) == 2
 
     assert [e["id"] for e in http.json("/api/events?filter=wrong")["events"]] == [can]
     assert [e["id"] for e in http.json("/api/events?filter=unreviewed")["events"]] == [events[2].id]
@@ -194,10 +201,13 @@ def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
     assert status == 400 and "can, glass, plastic, cardboard, paper, trash, not_trash, empty" in body["error"]
     assert http.label(99, "glass", token) == (404, {"error": "no event 99"})
     assert http.label(2**70, "glass", token) == (404, {"error": f"no event {2**70}"})
-    status, _, body = http.request(
-        "POST", f"/api/events/{can}/label", b"{not json", {"Authorization": f"Bearer {token}"}
-    )
-    assert status == 400 and "no JSON object" in json.loads(body)["error"]
+    auth = {"Authorization": f"Bearer {token}"}
+    for bad in (b"{not json", b"[" * 1020):  # the second nests past Python's recursion limit
+        status, _, body = http.request("POST", f"/api/events/{can}/label", bad, auth)
+        assert status == 400 and "no JSON object" in json.loads(body)["error"]
+    form = auth | {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, body = http.request("POST", f"/api/events/{can}/label", b"label=glass", form)
+    assert status == 415 and "expected Content-Type: application/json" in json.loads(body)["error"]
     assert reviewed_labels(db) == {can: "not_trash", events[1].id: "glass"}
     db.close()
 

@@ -37,7 +37,7 @@ class Http:
     ) -> tuple[int, dict[str, str], bytes]:
         data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
         request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers or {})
-        if data is not None:
+        if data is not None and not request.has_header("Content-type"):
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
