@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from ..config import Config
@@ -55,6 +56,7 @@ def read_token(path: Path) -> str:
             )
         with open(path, "rb") as f:
             data = f.read(MAX_TOKEN_FILE + 1)
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
         token = data.decode("ascii").strip()
     except FileNotFoundError:
         raise SmartbinError(f"no token file {path}; create one with 'smartbin web token'") from None
@@ -67,6 +69,11 @@ def read_token(path: Path) -> str:
         )
     if len(token) < 16:
         raise SmartbinError(f"the token file {path} holds no token; 'smartbin web token --force' writes one")
+    if mode & 0o077:  # as OpenSSH treats a private key others can read: refused, not used
+        raise SmartbinError(
+            f"permissions {mode:04o} for the token file {path} are too open (other users can read or change "
+            f"it), so it is not used; chmod 600 {path}"
+        )
     return token
 
 

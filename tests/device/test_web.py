@@ -382,8 +382,23 @@ def test_a_kept_simulation_state_dir_keeps_its_token(tmp_path):
         (lambda p: p.write_text("x" * 10_000), "holds more than a token"),
         (lambda p: p.write_bytes(b"\xff" * 32), "not ASCII"),
         (lambda p: p.write_text("short\n"), "holds no token"),
+        (
+            lambda p: (p.write_text("x" * 32), p.chmod(0o644)),
+            r"permissions 0644 for .* are too open .* chmod 600",
+        ),
+        (lambda p: (p.write_text("x" * 32), p.chmod(0o620)), r"permissions 0620 for"),
     ],
-    ids=["missing", "a folder", "a pipe", "a device", "too long", "not ASCII", "too short"],
+    ids=[
+        "missing",
+        "a folder",
+        "a pipe",
+        "a device",
+        "too long",
+        "not ASCII",
+        "too short",
+        "readable",
+        "writable",
+    ],
 )
 def test_a_token_file_without_a_token_says_why_at_once(tmp_path, make, says):
     from smartbin.device.errors import SmartbinError
