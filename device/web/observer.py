@@ -25,6 +25,7 @@ from ..errors import os_error_reason
 from ..observers import QueuedObserver
 from . import queries
 from .app import make_app
+from .log_limit import limit_queue_warnings
 from .tally import Tally
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class WebObserver(QueuedObserver):
 
     def _listen(self) -> None:
         host, port = self.address
+        limit_queue_warnings()
         app = make_app(self.config, self.view, lambda review: self.inbox.put(("review", review)))
         try:
             self._server = create_server(

@@ -7,6 +7,7 @@ to the fallback compartment ``other``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -408,3 +409,24 @@ def test_a_token_file_without_a_token_says_why_at_once(tmp_path, make, says):
     make(path)
     with pytest.raises(SmartbinError, match=says):
         read_token(path)
+
+
+def test_a_flood_of_queue_warnings_is_one_line_per_interval(caplog, monkeypatch):
+    """500 clients at once made waitress warn "Task queue depth" 8,456 times in 10 s."""
+    from waitress.utilities import queue_logger
+
+    from smartbin.device.web import log_limit
+
+    clock = iter([100.0] * 999 + [131.0])
+    monkeypatch.setattr(log_limit.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(queue_logger, "filters", [])
+    log_limit.limit_queue_warnings()
+    log_limit.limit_queue_warnings()  # a second page in the same process adds no second filter
+    with caplog.at_level(logging.WARNING, logger=log_limit.QUEUE_LOGGER):
+        for depth in range(1000):
+            queue_logger.warning("Task queue depth is %d", depth)
+    lines = [r.getMessage() for r in caplog.records if r.name == log_limit.QUEUE_LOGGER]
+    assert lines == [
+        "Task queue depth is 0",
+        "Task queue depth is 999 (998 more such lines in the last 31 s)",
+    ]
