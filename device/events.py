@@ -59,6 +59,11 @@ CREATE INDEX IF NOT EXISTS reviews_by_event ON reviews(event_id);
 REVIEW_EXTRA_LABELS = ("not_trash", "empty")  # what a reviewer may say besides the model's labels
 
 
+# What an item's ``error`` names: "; "-separated parts, each starting with one of these and ":"
+# ("servo: stuck; image: disk full"). A message may itself hold "; ", so only a known kind starts a part.
+ERROR_KINDS = ("camera", "capture", "classify", "servo", "image")
+
+
 @dataclass
 class ItemEvent:
     ts: str

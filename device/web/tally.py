@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from ..events import ItemEvent
+from ..events import ERROR_KINDS, ItemEvent
 
 # Latency histogram buckets, in seconds (Prometheus' base unit); +Inf follows.
 INFERENCE_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -43,12 +43,18 @@ class Histogram:
 
 
 def fault_kinds(error: str | None) -> list[str]:
-    """``camera``, ``servo``, ``image``... from an event's error (``"servo: stuck; image: disk full"``)."""
+    """``camera``, ``servo``, ``image``... from an event's error (``"servo: stuck; image: disk full"``).
+
+    A part that does not start with a known kind continues the part before it (a message with
+    "; " in it is one fault); an error that starts with none is one ``unknown`` fault.
+    """
     kinds = []
     for part in (error or "").split("; "):
         kind, sep, _ = part.partition(":")
-        if part:
-            kinds.append(kind if sep and kind.isidentifier() else "other")
+        if sep and kind in ERROR_KINDS:
+            kinds.append(kind)
+        elif part and not kinds:
+            kinds.append("unknown")
     return kinds
 
 

@@ -404,8 +404,11 @@ def event(reason: str, label: str | None = "can", error: str | None = None) -> I
 def test_event_types_say_what_happened_to_the_item(tmp_path):
     config = fast_config(tmp_path)
     labels = sorted_labels(config)
-    assert labels == {"can": "can", "glass": "glass", "plastic": "plastic"}
-    assert event_types(config) == ["can", "glass", "plastic", "empty", "unsure", "fault"]
+    assert labels == {"can": "can", "glass": "glass", "plastic": "plastic"} | dict.fromkeys(
+        ("cardboard", "paper", "trash"), "other"
+    )
+    rest = ["cardboard", "paper", "trash"]
+    assert event_types(config) == ["can", "glass", "plastic", *rest, "empty", "unsure", "fault"]
     assert event_type(event("sorted"), labels) == "can"
     assert event_type(event("low_confidence"), labels) == "unsure"
     assert event_type(event("unknown_label", "paper"), labels) == "unsure"

@@ -430,3 +430,19 @@ def test_a_flood_of_queue_warnings_is_one_line_per_interval(caplog, monkeypatch)
         "Task queue depth is 0",
         "Task queue depth is 999 (998 more such lines in the last 31 s)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("error", "kinds"),
+    [
+        ("servo: stuck; image: disk full", ["servo", "image"]),
+        ("classify: bad input; expected 3 channels; image: disk full", ["classify", "image"]),
+        ("camera: 0 of 3 frames (timeout; device busy)", ["camera"]),
+        ("something odd; other: x", ["unknown"]),
+        (None, []),
+    ],
+)
+def test_each_fault_counts_once_whatever_its_message_holds(error, kinds):
+    from smartbin.device.web.tally import fault_kinds
+
+    assert fault_kinds(error) == kinds
