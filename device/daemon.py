@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from gpiozero import DigitalOutputDevice, GPIOZeroError
 
+from . import config_reload
 from .cameras import Camera, create_camera
 from .chamber import FAULT_TEXT, Chamber, Look, crop_box
 from .classifier import Classifier, Prediction
@@ -547,25 +548,41 @@ class Daemon:
 
     # --- the model ----------------------------------------------------------------------
 
-    def _load_model(self) -> tuple[Path, Classifier]:
-        path = resolve_model_path(self.config).resolve()
-        return path, load_classifier(path, self.config)
+    def _load_model(self, config: Config | None = None) -> tuple[Path, Classifier]:
+        config = config or self.config
+        path = resolve_model_path(config).resolve()
+        return path, load_classifier(path, config)
 
     def reload(self) -> bool:
-        """Load the model the config now points at; on failure keep the running one."""
+        """Read the config file again and load the model it points at, between items.
+
+        ``[sorting]`` and ``[classifier]`` apply at once; other changed sections wait for a
+        restart and are named. An invalid file or a refused model changes nothing."""
         self.notifier.reloading()
         old = self.model_version
-        error = None
+        error, waiting = None, []
         try:
-            path, classifier = self._load_model()
-        except Exception as exc:  # whatever is wrong with the new model, the bin keeps sorting
-            log.error("reload failed, keeping model %s: %s", old, exc)
+            config, waiting = config_reload.reread(self.config)
+            path, classifier = self._load_model(config)
+        except Exception as exc:  # whatever is wrong with the new config or model, the bin keeps sorting
+            log.error("reload failed, keeping the running config and model %s: %s", old, exc)
             error = str(exc) or type(exc).__name__
         else:
+            self.config = config
+            if self.sorter is not None:  # it reads travel and hold times from its config at each move
+                self.sorter.config = config
             self.model_path, self.classifier = path, classifier
             log.info("reloaded: model %s from %s (was %s)", self.model_version, path, old)
+            if waiting:
+                log.warning("changes to [%s] take effect at the next restart", "], [".join(waiting))
         ok = error is None
-        self.last_reload = {"at": now_iso(), "ok": ok, "model_version": self.model_version, "error": error}
+        self.last_reload = {
+            "at": now_iso(),
+            "ok": ok,
+            "model_version": self.model_version,
+            "error": error,
+            "restart_needed": waiting,
+        }
         self._write_status()
         self.notifier.ready(self._status_line())
         self.observers.notify("status_changed", self.status())
@@ -605,6 +622,11 @@ class Daemon:
         if reload and not reload["ok"]:
             out.append(
                 f"last reload failed at {reload['at']}: {reload['error']}; still running model {reload['model_version']}"
+            )
+        elif reload and reload["restart_needed"]:
+            out.append(
+                f"config changes to [{'], ['.join(reload['restart_needed'])}] wait for a restart "
+                "(systemctl restart smartbin)"
             )
         return out
 

@@ -279,3 +279,39 @@ def test_a_pin_already_in_use_is_one_clear_error(make_bin, factory):
     assert "cannot set up the GPIO pins (lid 17, servos 12, 13)" in message and "GPIOPinInUse" in message
     assert "\n" not in message
     assert b.daemon.state == "stopped"
+
+
+def test_reload_reads_the_config_again_applies_sorting_and_names_what_waits(factory, tmp_path):
+    """SIGHUP once reloaded only the model: a new threshold was ignored while the log said 'reloaded',
+    and a config made invalid was 'reloaded' too."""
+    from smartbin.device.config import load_config
+
+    from .conftest import MODELS, Bin
+
+    file = tmp_path / "config.toml"
+    base = (
+        f"[classifier]\nmodel = '{MODELS / 'colour3-int8'}'\nthreads = 1\n"
+        f"[paths]\nstate_dir = '{tmp_path / 'state'}'\n[lid]\nsettle_s = 0.0\n"
+    )
+    file.write_text(base + "[sorting]\ntravel_s = 0.0\nhold_s = 0.0\n")
+    write_image(tmp_path / "photos" / "a.png", "red")
+    b = Bin(load_config(file), factory, FolderCamera(tmp_path / "photos", frames_per_image=1, loop=True))
+    with b:
+        assert b.item().compartment == "can"
+        file.write_text(base + "[sorting]\ntravel_s = 0.0\nhold_s = 0.0\nthreshold = 1.0\n")
+        assert b.daemon.reload() is True
+        assert b.daemon.thresholds()["can"].value == 1.0 and b.item().compartment == "other"
+
+        file.write_text(base + "[sorting]\nthreshold = 2\n")  # invalid: nothing changes
+        assert b.daemon.reload() is False
+        assert "sorting.threshold: expected a confidence 0-1" in b.daemon.last_reload["error"]
+        assert b.daemon.config.sorting.threshold == 1.0
+
+        file.write_text(
+            base.replace("settle_s = 0.0", "settle_s = 0.0\npin = 5")
+            + "[sorting]\ntravel_s = 0.0\nhold_s = 0.0\n"
+        )
+        assert b.daemon.reload() is True
+        assert b.daemon.last_reload["restart_needed"] == ["lid"] and b.daemon.config.lid.pin == 17
+        assert b.daemon.config.sorting.threshold is None  # the sorting change applied all the same
+        assert any("config changes to [lid] wait for a restart" in w for w in b.daemon.warnings())
