@@ -272,13 +272,22 @@ def _uptime(seconds: float) -> str:
 LOW_DISK_BYTES = 1_000_000  # below this, SQLite and status.json writes fail: say the disk is full
 
 
-def _live_warnings(state_dir: Path, updated: str | None) -> tuple[list[str], int | None]:
+def _live_warnings(state_dir: Path, updated: str | None, running: bool) -> tuple[list[str], int | None]:
     """What ``smartbin status`` sees for itself: a state dir or disk the daemon cannot write
-    means that status.json may be stale, whatever it says."""
-    from .state import disk_free_bytes, state_dir_problem
+    means that status.json may be stale, whatever it says; a running daemon that has not written
+    it for several heartbeats may be hung."""
+    from datetime import UTC, datetime
+
+    from .state import HEARTBEAT_S, disk_free_bytes, state_dir_problem
 
     stale = f"the daemon cannot update status.json, which may be stale (written {updated})"
     warnings = []
+    silent = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds() if updated else 0.0
+    if running and silent > 3 * HEARTBEAT_S:
+        warnings.append(
+            f"no heartbeat from the daemon for {silent:.0f} s (status.json written {updated}): it may be hung; "
+            "see journalctl -u smartbin"
+        )
     problem = state_dir_problem(state_dir)
     if problem:
         warnings.append(f"cannot write the state directory: {problem}; {stale}")
@@ -294,6 +303,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from .errors import SmartbinError
+    from .lock import lock_held
     from .state import bad_status_field, pid_alive, read_status, state_dir_problem
 
     state_dir = _load(args).paths.state_dir
@@ -307,9 +317,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         raise SmartbinError(f"no daemon state in {state_dir}; has 'smartbin run' started with this config?")
     pid = status["pid"]
-    running = status.get("state") not in ("stopped", None) and pid_alive(pid)
+    held = lock_held(state_dir)  # None: the lock cannot be asked (no access); the PID must do
+    running = status.get("state") not in ("stopped", None) and (held if held is not None else pid_alive(pid))
     started = datetime.fromisoformat(status["started"])
-    live, free = _live_warnings(state_dir, status.get("updated"))
+    live, free = _live_warnings(state_dir, status.get("updated"), running)
     shown = io.StringIO()  # all or nothing: a field of the wrong kind prints no half status
     try:
         status |= {

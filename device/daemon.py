@@ -50,7 +50,7 @@ from .observers import Observer, Observers
 from .pins import make_pin_factory
 from .records import EventRecords, Faults
 from .sorter import Sorter
-from .state import now_iso, write_status
+from .state import HEARTBEAT_S, now_iso, write_status
 from .thresholds import Threshold, as_status, thresholds_in_force
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,9 @@ class Daemon:
         if self._refresh_due is not None and now >= self._refresh_due:
             self._refresh_reference()
             ran = True
-        if self._status_due is not None and now >= self._status_due:
+        if (
+            self._status_due is not None and now >= self._status_due
+        ) or now - self._status_written >= HEARTBEAT_S:
             self._write_status()
             ran = True
         if self.observers and now - self._observers_checked >= IDLE_WAKE_S:

@@ -59,6 +59,26 @@ class StateDirLock:
             self._fd = None
 
 
+def lock_held(state_dir: Path) -> bool | None:
+    """Whether a daemon holds ``state_dir``'s lock now: the kernel's word, which a reused PID or a
+    killed, unreaped daemon cannot fool. None when the lock file cannot be opened to ask."""
+    try:
+        fd = os.open(state_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops a shared lock taken just now
+    return False
+
+
 def _holder(fd: int) -> int | None:
     """The PID in the lock file, once it names a live process (the holder may be writing it)."""
     deadline = time.monotonic() + _PID_WAIT_S

@@ -15,6 +15,11 @@ STATUS_NAME = "status.json"
 _REWRITTEN = "the daemon rewrites it when it starts, reloads or handles an item"
 
 
+# status.json is written at least this often, idle or not: `smartbin status` takes a file older
+# than three heartbeats from a daemon that holds its lock for a sign that it hangs.
+HEARTBEAT_S = 30.0
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 

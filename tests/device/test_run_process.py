@@ -101,7 +101,8 @@ def test_run_notifies_systemd_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp
     reload_failures = [line for line in log.splitlines() if "reload failed" in line]
     assert len(reload_failures) == 1
     assert (
-        "keeping model colour3-int8-1" in reload_failures[0] and "corrupt or truncated" in reload_failures[0]
+        "keeping the running config and model colour3-int8-1" in reload_failures[0]
+        and "corrupt or truncated" in reload_failures[0]
     )
     assert "Traceback" not in log
     final = json.loads((tmp_path / "state" / "status.json").read_text())

@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -564,3 +565,59 @@ def test_store_export_events_copies_the_log_and_names_a_wrong_out_in_one_line(tm
         result = run_smartbin("store", "export-events", "--config", config, "--out", out)
         assert_one_line_error(result, says)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml", "copy.db", "photos", "state"]
+
+
+def test_status_judges_liveness_by_the_lock_not_a_pid_someone_else_may_have(tmp_path):
+    """After kill -9 the PID may be reused (here: this test's own, alive) and a killed daemon may be
+    unreaped: only the lock the daemon held says whether it runs."""
+    from datetime import UTC, datetime, timedelta
+
+    from smartbin.device.lock import StateDirLock
+
+    state = tmp_path / "state"
+    config = write_config(tmp_path, state)
+    state.mkdir()
+
+    def write(updated: datetime) -> None:
+        status = {"pid": os.getpid(), "state": "ready", "started": "2026-11-22T10:00:00+00:00"}
+        (state / "status.json").write_text(
+            json.dumps(status | {"updated": updated.isoformat(), "warnings": []})
+        )
+
+    write(datetime.now(UTC))
+    result = run_smartbin("status", "--config", config)
+    assert (
+        result.returncode == 1 and "not running" in result.stderr and "smartbin: not running" in result.stdout
+    )
+
+    lock = StateDirLock(state)
+    lock.acquire()  # as the daemon holds it
+    try:
+        result = run_smartbin("status", "--config", config)
+        assert (
+            result.returncode == 0
+            and "smartbin: running" in result.stdout
+            and "heartbeat" not in result.stdout
+        )
+        write(datetime.now(UTC) - timedelta(minutes=5))  # a daemon that holds the lock but writes nothing
+        result = run_smartbin("status", "--config", config)
+        assert result.returncode == 0 and "no heartbeat from the daemon for 30" in result.stdout
+    finally:
+        lock.release()
+
+
+def test_an_idle_daemon_writes_its_heartbeat(tmp_path, monkeypatch):
+    from smartbin.device import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "HEARTBEAT_S", 0.2)
+    config = load_config(write_config(tmp_path, tmp_path / "state"))
+    with InProcessBin(config):
+        first = status_json_of(tmp_path / "state")["updated"]
+        deadline = time.monotonic() + 10
+        while status_json_of(tmp_path / "state")["updated"] == first:
+            assert time.monotonic() < deadline, "no heartbeat while idle"
+            time.sleep(0.1)
+
+
+def status_json_of(state: Path) -> dict[str, Any]:
+    return json.loads((state / "status.json").read_text())
