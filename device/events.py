@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -239,6 +240,11 @@ def image_name(taken: datetime, label: str | None) -> str:
     return f"smartbin-{taken.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{safe}.jpg"
 
 
+def photo_reserve(disk_bytes: int) -> int:
+    """Free space below which photos are not saved: 50 MB, or 5 % of a smaller disk."""
+    return min(50_000_000, disk_bytes // 20)
+
+
 class ImageStore:
     """Saves item photos as JPEG; once over ``max_count`` files or ``max_mb``, removes the oldest
     of its own: first those of confident items nobody reviewed, then (only if there is no other
@@ -266,8 +272,17 @@ class ImageStore:
         self._worth = _WorthKeeping(events_db) if events_db is not None else None
 
     def save(self, rgb: np.ndarray, taken: datetime, label: str | None) -> Path:
+        """Write the photo; OSError saying why not. Photos give way first: with less free space than
+        :func:`photo_reserve` they are not written, so the event log keeps room to record."""
         path = self.directory / image_name(taken, label)
+        disk = shutil.disk_usage(self.directory)
+        if disk.free < photo_reserve(disk.total):
+            raise OSError(
+                f"no space left for photos: {disk.free // 1_000_000} MB free on the disk of {self.directory}, "
+                f"photos pause below {photo_reserve(disk.total) // 1_000_000} MB to keep room for the event log"
+            )
         if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]):
+            path.unlink(missing_ok=True)  # a photo cut short by a full disk is no photo
             raise OSError(f"cannot write {path}")
         size = path.stat().st_size
         self._plain[path.name] = (path, size)

@@ -621,3 +621,24 @@ def test_an_idle_daemon_writes_its_heartbeat(tmp_path, monkeypatch):
 
 def status_json_of(state: Path) -> dict[str, Any]:
     return json.loads((state / "status.json").read_text())
+
+
+def test_photos_give_way_before_the_disk_fills_and_say_so(tmp_path, monkeypatch):
+    """With saved photos on a nearly full disk, 40 of 96 items went unrecorded while photos kept being
+    written. Photos now stop first, and the reason reaches the event and the status."""
+    from types import SimpleNamespace
+
+    from smartbin.device import events as events_module
+
+    config = load_config(write_config(tmp_path, tmp_path / "state", save_images=True))
+    with InProcessBin(config) as b:
+        assert b.item().image_path is not None
+        nearly_full = SimpleNamespace(total=8_000_000_000, used=7_970_000_000, free=30_000_000)
+        monkeypatch.setattr(events_module.shutil, "disk_usage", lambda path: nearly_full)
+        event = b.item()
+        warnings = b.daemon.warnings()
+    assert event.image_path is None and "image: no space left for photos: 30 MB free" in event.error
+    assert "photos pause below 50 MB to keep room for the event log" in event.error
+    assert any("1 photo(s) not saved" in w and "no space left for photos" in w for w in warnings)
+    with sqlite3.connect(config.paths.events_db) as db:  # the item itself is recorded
+        assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2
