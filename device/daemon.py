@@ -261,6 +261,9 @@ class Daemon:
                 self._status_due = self._status_due or max(now, self._status_written + self.status_interval_s)
                 self.observers.notify("status_changed", self.status())
             ran = True
+        if self.records.waiting and self.records.flush():  # another program let go of the event log
+            self._write_status()
+            ran = True
         if self._refresh_due is not None and now >= self._refresh_due:
             self._refresh_reference()
             ran = True

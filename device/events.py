@@ -123,6 +123,10 @@ class EventLog:
         problem = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
         return None if problem == "ok" else problem
 
+    def wait_at_most(self, seconds: float) -> None:
+        """How long a write waits for another program's lock before SQLite says "database is locked"."""
+        self._db.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
+
     def record(self, event: ItemEvent) -> int:
         row = event.to_dict()
         row["scores"] = json.dumps(row["scores"])

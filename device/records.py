@@ -7,7 +7,11 @@ No state of the event log stops the bin from sorting:
   as ``<name>.corrupt-<UTC time>`` (never deleted) and a fresh one is started;
 - one that cannot be opened at all (a directory, a state directory that cannot be written) leaves
   the bin sorting without records;
-- an item that cannot be written (disk full, I/O error) is counted.
+- an item that cannot be written (disk full, I/O error) is counted;
+- while another program holds the log's write lock (an open ``sqlite3`` shell, DB Browser), a
+  write waits at most :data:`WAIT_S`; the item waits in memory, in order, and is written between
+  items once the lock is let go (:meth:`EventRecords.flush`). None is dropped unless
+  :data:`MAX_WAITING` items wait.
 
 Each of these is logged and shown in status.json (:meth:`EventRecords.status`, :meth:`warnings`).
 """
@@ -19,6 +23,7 @@ import errno
 import logging
 import os
 import sqlite3
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +36,10 @@ from .state import now_iso
 log = logging.getLogger(__name__)
 
 _CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+WAIT_S = 0.05  # what a write may cost the item cycle while another program holds the log
+STOP_WAIT_S = 5.0  # what the last writes may wait for at shutdown
+MAX_WAITING = 10_000  # items kept in memory while the log is held; beyond, the oldest are counted lost
 _SIDE_FILES = ("-wal", "-shm")
 _SQLITE_HEADER = b"SQLite format 3\0"
 
@@ -47,6 +56,11 @@ class Faults:
         self.count += 1
         self.last_error = error
         self.last_error_at = now_iso()
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock ("database is locked")."""
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in _BUSY_CODES
 
 
 def is_corruption(exc: sqlite3.Error) -> bool:
@@ -77,10 +91,13 @@ class EventRecords:
         self.unavailable: str | None = None  # why no item is recorded at all
         self.faults = Faults()  # items not recorded, and why
         self.moved_aside: list[dict[str, str]] = []
+        self.waiting: deque[ItemEvent] = deque()  # items held back while another program locks the log
+        self.held_since: str | None = None
 
     def open(self) -> None:
         try:
             self.log = self._open()
+            self.log.wait_at_most(WAIT_S)
         except (OSError, sqlite3.Error) as exc:
             self._give_up(f"cannot open the event log {self.path}: {_reason(exc)}")
 
@@ -121,10 +138,39 @@ class EventRecords:
         log.error("NOT RECORDING ITEMS (the bin keeps sorting): %s", why)
 
     def record(self, event: ItemEvent) -> bool:
-        """Append the item; False (counted, logged) when it could not be recorded."""
+        """Append the item (after any that wait); False when it is not written now: counted and
+        logged, or waiting for another program to let go of the log."""
         if self.log is None:
             self.faults.note(self.unavailable or "the event log is closed")
             return False
+        if self.waiting:
+            self._keep(event)
+            return self.flush() and not self.waiting
+        return self._write(event)
+
+    def flush(self) -> bool:
+        """Write the items that wait, oldest first; False while the log is still held."""
+        while self.waiting and self.log is not None:
+            try:
+                self.log.record(self.waiting[0])
+            except sqlite3.Error as exc:
+                if is_busy(exc):
+                    return False
+                self._write(self.waiting.popleft())  # another failure: counted there
+                continue
+            self.waiting.popleft()
+        if self.held_since is not None and not self.waiting:
+            log.info("the event log is free again: every waiting item is recorded")
+            self.held_since = None
+        return True
+
+    def _keep(self, event: ItemEvent) -> None:
+        if len(self.waiting) >= MAX_WAITING:
+            self.faults.note(f"{MAX_WAITING} items waited for the event log, which another program holds")
+            self.waiting.popleft()
+        self.waiting.append(event)
+
+    def _write(self, event: ItemEvent) -> bool:
         try:
             self.log.record(event)
             return True
@@ -133,6 +179,14 @@ class EventRecords:
             log.error("cannot record item: %s", exc)
             return False
         except sqlite3.Error as exc:
+            if is_busy(exc):
+                if self.held_since is None:
+                    self.held_since = now_iso()
+                    log.warning(
+                        "another program holds the event log %s: items wait and are recorded later", self.path
+                    )
+                self._keep(event)
+                return False
             if not is_corruption(exc):
                 self.faults.note(str(exc))
                 log.error("cannot record item: %s", exc)
@@ -142,6 +196,7 @@ class EventRecords:
         try:
             self._move_aside(problem)
             self.log = EventLog(self.path)
+            self.log.wait_at_most(WAIT_S)
             self.log.record(event)
             return True
         except (OSError, sqlite3.Error) as exc:
@@ -150,6 +205,14 @@ class EventRecords:
             return False
 
     def close(self) -> None:
+        """Write what waits (for at most :data:`STOP_WAIT_S`), then close; what still waits is counted."""
+        if self.waiting and self.log is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.log.wait_at_most(STOP_WAIT_S)
+            self.flush()
+        for _ in range(len(self.waiting)):
+            self.faults.note(f"the event log {self.path} was still held by another program at shutdown")
+        self.waiting.clear()
         _close(self.log)
         self.log = None
 
@@ -161,6 +224,8 @@ class EventRecords:
             "last_error": self.faults.last_error,
             "last_error_at": self.faults.last_error_at,
             "moved_aside": self.moved_aside,
+            "waiting": len(self.waiting),
+            "held_since": self.held_since,
         }
 
     def warnings(self) -> list[str]:
@@ -169,6 +234,11 @@ class EventRecords:
             "a fresh one was started"
             for m in self.moved_aside
         ]
+        if self.waiting:
+            out.append(
+                f"another program holds the event log {self.path} (since {self.held_since}): "
+                f"{len(self.waiting)} item(s) wait in memory and are recorded once it lets go; close it"
+            )
         if self.unavailable:
             out.append(f"not recording items: {self.unavailable}")
         elif self.faults.count:
