@@ -92,7 +92,11 @@ class Daemon:
         self.camera = camera
         self.classifier: Classifier | None = None
         self.model_path: Path | None = None
-        self.state_lock = StateDirLock(config.paths.state_dir)
+        paths = config.paths
+        shared = {"paths.events_db": paths.events_db}
+        if config.images.save:
+            shared["paths.images_dir"] = paths.images_dir
+        self.state_lock = StateDirLock(paths.state_dir, shared)
         self.state_dir_error: str | None = None  # why the state directory cannot be written
         self.records = EventRecords(config.paths.events_db)
         self.images: ImageStore | None = None

@@ -394,6 +394,22 @@ def test_a_second_daemon_in_one_process_is_refused_and_the_first_sorts_on(tmp_pa
         first.item()
 
 
+@pytest.mark.parametrize("shared", ["events_db", "images_dir"])
+def test_two_daemons_with_their_own_state_dirs_cannot_share_a_log_or_photos(tmp_path, shared):
+    """They both ran, interleaving one log and overrunning each other's photo limits."""
+    one = {shared: tmp_path / "shared" / ("events.db" if shared == "events_db" else "images")}
+    first = load_config(write_config(tmp_path, tmp_path / "a", save_images=True, **one))
+    second = load_config(write_config(tmp_path / "b", tmp_path / "b" / "state", save_images=True, **one))
+    with InProcessBin(first) as a:
+        other = Daemon(second, pin_factory=MockFactory(pin_class=MockPWMPin), notifier=Notifier({}))
+        with pytest.raises(SmartbinError) as err:
+            other.run()
+        assert f"pid {os.getpid()}) already uses {one[shared]}; give each bin its own paths.{shared}" in str(
+            err.value
+        )
+        a.item()
+
+
 # --- reload -------------------------------------------------------------------------------
 
 
