@@ -36,7 +36,7 @@ from .cameras import Camera, create_camera
 from .chamber import FAULT_TEXT, Chamber, Look, crop_box
 from .classifier import Classifier, Prediction
 from .config import Config
-from .decision import decide
+from .decision import UNRECORDED, decide
 from .errors import CameraError, SmartbinError, os_error_message, os_error_reason
 from .events import ImageStore, ItemEvent
 from .feedback import Feedback
@@ -143,6 +143,7 @@ class Daemon:
         self.records.open()
         if cfg.images.save:
             self._open_images()
+            self._adopt_orphan_photos()
         if self.pin_factory is None:
             self.pin_factory = make_pin_factory(cfg.gpio.pin_factory)
         try:
@@ -213,6 +214,33 @@ class Daemon:
         except OSError as exc:
             self.images_error = f"cannot use {self.config.paths.images_dir}: {os_error_reason(exc)}"
             log.error("NOT SAVING PHOTOS (the bin keeps sorting): %s", self.images_error)
+
+    def _adopt_orphan_photos(self) -> None:
+        """A photo newer than the newest event lost its event to a power cut between the two
+        writes (a photo has its event's time): record it, so the page and ``collect`` see it."""
+        newest = self.records.log.newest_ts() if self.records.log is not None and self.images else None
+        if newest is None:
+            return
+        for path, taken, label in self.images.newer_than(newest):
+            self.records.record(
+                ItemEvent(
+                    ts=taken.isoformat(timespec="milliseconds"),
+                    label=label,
+                    confidence=None,
+                    scores={},
+                    compartment=None,
+                    reason=UNRECORDED,
+                    model_version=None,
+                    frames=1,
+                    capture_ms=0.0,
+                    inference_ms=0.0,
+                    latency_ms=0.0,
+                    image_path=str(path),
+                    error="unknown: the photo was saved but the bin stopped before recording the item "
+                    "(a power cut?); where it went is not known",
+                )
+            )
+            log.warning("recorded an item the bin stopped before recording, from its photo %s", path)
 
     def serve(self) -> None:
         """The main loop: until asked to stop, handle lid closings and reloads; then shut down."""

@@ -20,6 +20,8 @@ UNMAPPED = "unmapped"  # a label mapped to "none" (e.g. an empty bin): no move
 UNKNOWN_LABEL = "unknown_label"  # a label the config does not mention: the fallback compartment
 NO_FRAME = "no_frame"  # nothing could be classified: the fallback compartment
 EMPTY = "empty"  # the frame matched the empty reference: no move, no inference
+# Recorded at start-up from a saved photo whose event a power cut prevented; where it went is unknown.
+UNRECORDED = "unrecorded"
 # The frame cannot be trusted (with an empty reference set): "capture:black", "capture:blown" or
 # "capture:frozen"; the fallback compartment.
 CAPTURE = "capture"

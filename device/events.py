@@ -127,6 +127,9 @@ class EventLog:
         """How long a write waits for another program's lock before SQLite says "database is locked"."""
         self._db.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
 
+    def newest_ts(self) -> str | None:
+        return self._db.execute("SELECT MAX(ts) FROM events").fetchone()[0]
+
     def record(self, event: ItemEvent) -> int:
         row = event.to_dict()
         row["scores"] = json.dumps(row["scores"])
@@ -293,6 +296,18 @@ class ImageStore:
         self._bytes += size
         self._prune(path.name)
         return path
+
+    def newer_than(self, ts: str) -> list[tuple[Path, datetime, str | None]]:
+        """The store's photos taken after the ISO time ``ts``: (path, when, label), oldest first."""
+        after = datetime.fromisoformat(ts)
+        out = []
+        for name, (path, _) in sorted((*self._plain.items(), *self._kept.items())):
+            stamp, _, label = name.removeprefix("smartbin-").removesuffix(".jpg").partition("-")
+            taken = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+            taken = taken.replace(microsecond=taken.microsecond // 1000 * 1000)  # as an event's ts has it
+            if taken > after:
+                out.append((path, taken, None if label == "none" else label))
+        return out
 
     def _prune(self, newest: str) -> None:
         if not self._over():

@@ -688,3 +688,25 @@ def test_an_event_log_held_by_another_program_neither_stalls_nor_loses_items(tmp
     with sqlite3.connect(config.paths.events_db) as db:
         ids = [row[0] for row in db.execute("SELECT id FROM events ORDER BY ts")]
     assert ids == [1, 2, 3, 4, 5]  # every item, in the order they came
+
+
+def test_a_photo_whose_event_a_power_cut_prevented_is_recorded_at_start(tmp_path):
+    config = load_config(write_config(tmp_path, tmp_path / "state", save_images=True))
+    with InProcessBin(config) as b:
+        b.item()
+    photos = sorted(config.paths.images_dir.glob("smartbin-*.jpg"))
+    orphan = photos[-1].with_name("smartbin-20991231T235959123456Z-glass.jpg")  # saved, then the power went
+    shutil.copy(photos[-1], orphan)
+    with InProcessBin(config) as b:
+        b.item()
+    with sqlite3.connect(config.paths.events_db) as db:
+        rows = db.execute(
+            "SELECT label, reason, compartment, image_path, error FROM events ORDER BY id"
+        ).fetchall()
+    assert [row[1] for row in rows] == [
+        "sorted",
+        "unrecorded",
+        "sorted",
+    ]  # the first item is not adopted twice
+    label, _, compartment, image_path, error = rows[1]
+    assert (label, compartment, image_path) == ("glass", None, str(orphan)) and "a power cut?" in error
