@@ -579,6 +579,8 @@ class Daemon:
             event.latency_ms,
             f" [{event.error}]" if event.error else "",
         )
+        with self._lock:  # the item is done: a closing from here on is the next item, not a bounce
+            self._busy = False
         self.observers.notify("item", event, self.status())
         if self.on_item is not None:
             self.on_item(event)
