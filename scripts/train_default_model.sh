@@ -24,5 +24,5 @@ smartbin train "$SHARED/datasets/trashnet3" "$SHARED/datasets/trashnet-rest" "$S
     --backbone efficientnet_lite2 --weights "$SHARED/weights/efficientnet_lite2_imagenet_torch_layout.npz" \
     --paste-backgrounds 0.7 --unfreeze 120 --fine-tune-epochs 20 --fine-tune-lr 1e-4 --label-smoothing 0.1 \
     --dropout 0.3 --patience 20 --seed 1 --quiet
-smartbin convert "$RUN" --quantize int8 --out "$BUNDLE"
+smartbin convert "$RUN" --quantize int8 --representative 400 --out "$BUNDLE"
 echo "bundle: $BUNDLE (install with: rm -rf device/data/default-model && cp -r $BUNDLE device/data/default-model)"

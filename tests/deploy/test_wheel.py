@@ -18,7 +18,7 @@ def test_wheel_holds_the_default_model_samples_and_example_config(tmp_path: Path
     for name in ("model.tflite", "manifest.json", "labels.txt"):
         assert data + "default-model/" + name in names
     samples = {n for n in names if n.startswith(data + "samples/") and n.endswith(".jpg")}
-    assert len(samples) == len(list((REPO / "device/data/samples").glob("*/*.jpg"))) == 12
+    assert len(samples) == len(list((REPO / "device/data/samples").glob("*/*.jpg"))) == 18
     assert data + "config.example.toml" in names
     assert "smartbin/device/cli.py" in names and "smartbin/deploy/bootstrap_remote.py" in names
     manifest = json.loads(zipfile.ZipFile(wheel).read(data + "default-model/manifest.json"))

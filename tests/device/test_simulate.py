@@ -50,7 +50,7 @@ def test_json_lines_and_summary(tmp_path, capsys):
 def test_text_output_on_the_bundled_samples(capsys):
     assert main(["simulate", "--fast"]) == 0
     out = capsys.readouterr().out
-    assert "12 items" in out and "latency" in out and "accuracy:" in out
+    assert "18 items" in out and "latency" in out and "accuracy:" in out
 
 
 def test_simulation_state_goes_to_a_temporary_dir_unless_asked(tmp_path, monkeypatch):
