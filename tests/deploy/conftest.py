@@ -20,11 +20,14 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from smartbin.device.lock import StateDirLock
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_MODELS = REPO / "tests" / "fixtures" / "models"
@@ -169,6 +172,12 @@ class Fleet:
     ssh_config: Path
     sshd: Sshd
     smartbin: str = SMARTBIN  # the "remote" smartbin: this venv's
+    # This process stands in for each bin's daemon (fake_daemon.py writes its pid): it holds their
+    # locks, by which `smartbin status` judges a daemon alive. A test that starts a real one releases them.
+    locks: list[StateDirLock] = field(default_factory=list)
+
+    def release_locks(self) -> None:
+        _release(self.locks)
 
     def ssh_args(self) -> list[str]:
         return ["--ssh-config", str(self.ssh_config), "--remote-smartbin", self.smartbin]
@@ -225,7 +234,16 @@ def build_fleet(sshd: Sshd, directory: Path, n: int) -> Fleet:
         bins.append(Bin(f"bin{i}", d, write_bin_config(d)))
     ssh_config = directory / "ssh_config"
     ssh_config.write_text(ssh_config_text(sshd, {b.alias: b.config for b in bins}))
-    return Fleet(bins, ssh_config, sshd)
+    fleet = Fleet(bins, ssh_config, sshd, locks=[StateDirLock(b.state) for b in bins])
+    for lock in fleet.locks:
+        lock.acquire()
+    weakref.finalize(fleet, _release, fleet.locks)
+    return fleet
+
+
+def _release(locks: list[StateDirLock]) -> None:
+    for lock in locks:
+        lock.release()
 
 
 @pytest.fixture

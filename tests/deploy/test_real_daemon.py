@@ -16,6 +16,7 @@ C4 = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "colour4-int8
 
 def test_deploy_and_rollback_with_the_real_daemon(fleet, capsys):
     b = fleet.bins[0]
+    fleet.release_locks()  # the real daemon takes them
     daemon, log, ready = start_logging([fleet.smartbin, "run", "--config", str(b.config)], " ready: ")
     try:
         assert ready.wait(60) and daemon.poll() is None, "".join(log[-5:])
@@ -42,6 +43,7 @@ def test_deploy_and_rollback_with_the_real_daemon(fleet, capsys):
 def test_a_version_the_daemon_already_ran_needs_a_reload_to_pass_the_health_check(fleet, capsys):
     """The daemon runs the bundled default; deploying that same bundle must see a reload happen."""
     b = fleet.bins[0]
+    fleet.release_locks()  # the real daemon takes them
     daemon, log, ready = start_logging([fleet.smartbin, "run", "--config", str(b.config)], " ready: ")
     try:
         assert ready.wait(60) and daemon.poll() is None, "".join(log[-5:])
