@@ -201,8 +201,8 @@ def test_default_folder_camera_shows_the_bundled_samples() -> None:
     assert Path(camera.source) == SAMPLES_DIR
     with camera:
         labels = sorted({p.parent.name for p in camera.paths})
-        assert labels == ["can", "glass", "plastic"]
-        assert len(camera.paths) == 12
+        assert labels == ["can", "cardboard", "glass", "paper", "plastic", "trash"]
+        assert len(camera.paths) == 18
         first = camera.capture()
         assert first.dtype == np.uint8 and first.shape == (512, 384, 3)  # TrashNet photos: 384 wide, 512 tall
     assert (SAMPLES_DIR / "ATTRIBUTION.md").is_file()

@@ -205,4 +205,4 @@ def test_simulation_runs_under_the_units_system_call_filter(service, tmp_path: P
     )
     assert result.returncode == 0, result.stderr[-3000:]
     items = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert len([item for item in items if "image" in item]) == 12, result.stdout[-2000:]
+    assert len([item for item in items if "image" in item]) == 18, result.stdout[-2000:]

@@ -118,7 +118,7 @@ def test_simulate_web_serves_until_ctrl_c(tmp_path):
         time.sleep(0.2)  # after the last item, still serving
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as response:
             status = json.load(response)
-        assert status["items"] == 12 and status["state"] == "ready"
+        assert status["items"] == 18 and status["state"] == "ready"
         shown = run_smartbin("status", "--config", config)
         assert f"\nweb:      http://127.0.0.1:{port}/\n" in shown.stdout, shown.stdout
         sim.send_signal(signal.SIGINT)
