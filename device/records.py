@@ -153,10 +153,10 @@ class EventRecords:
         while self.waiting and self.log is not None:
             try:
                 self.log.record(self.waiting[0])
-            except sqlite3.Error as exc:
-                if is_busy(exc):
+            except (sqlite3.Error, ValueError) as exc:
+                if isinstance(exc, sqlite3.Error) and is_busy(exc):
                     return False
-                self._write(self.waiting.popleft())  # another failure: counted there
+                self._write(self.waiting.popleft())  # another failure: counted (or handled) there
                 continue
             self.waiting.popleft()
         if self.held_since is not None and not self.waiting:
