@@ -28,7 +28,7 @@ from smartbin.device.decision import check_bundle_fits
 from smartbin.device.errors import CameraError, SmartbinError
 from smartbin.device.files import check_out_dir, check_outside, dir_problem
 from smartbin.device.images import read_rgb
-from smartbin.device.thresholds import as_status, thresholds_in_force
+from smartbin.device.thresholds import as_status, describe, thresholds_in_force
 from smartbin.training.metrics import confusion_matrix, per_class, plot_confusion
 
 from .outcomes import compartment_of, format_outcomes, plot_sweep, sorting_outcomes, threshold_sweep
@@ -306,10 +306,9 @@ def format_report(report: dict[str, Any]) -> str:
         if figures["accuracy"] is not None:
             lines.append(f"{name}: accuracy {100 * figures['accuracy']:.1f}% on {figures['images']} images")
     lines.append(f"misclassified: {len(report['misclassified'])}")
-    shown = ", ".join(
-        f"{label} {t['value']:.2f} ({t['source']})" for label, t in report["thresholds"].items()
+    lines.append(
+        f"where the photos land ({report['config']}; sorts at confidence {describe(report['thresholds'])}):"
     )
-    lines.append(f"where the photos land ({report['config']}; sorts at confidence {shown}):")
     lines.append(format_outcomes(report["sorting"]))
     lines += [f"note: {note}" for note in report["notes"]]
     lines.append(f"wrote {' and '.join(report['outputs'].values())}")

@@ -358,8 +358,9 @@ def _print_status(status: dict[str, Any]) -> None:
     print(f"model:    {status.get('model_version')} ({status.get('model_path')})")
     thresholds = status.get("thresholds")
     if thresholds:
-        shown = ", ".join(f"{label} {t['value']:.2f} ({t['source']})" for label, t in thresholds.items())
-        print(f"sorts at: {shown}")
+        from .thresholds import describe
+
+        print(f"sorts at: {describe(thresholds)}")
     print(f"items:    {status.get('items')}")
     last = status.get("last_item")
     if last:
@@ -460,7 +461,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"smartbin: warning: {warning}", file=sys.stderr)
     make_observers(config)  # what they read at start: the MQTT password file, TLS certificates and key
     from .model import load_classifier, resolve_model_path  # the TFLite runtime: after the quick checks
-    from .thresholds import describe, thresholds_in_force
+    from .thresholds import as_status, describe, thresholds_in_force
 
     model = resolve_model_path(config)
     bundle = load_classifier(model, config).bundle
@@ -468,9 +469,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"{args.file}: OK (pins {config.gpio.pin_factory}, camera {config.camera.kind}, "
         f"{len(config.servos)} servos, {len(config.compartments)} compartments, model {bundle.version} from {model})"
     )
-    print(
-        f"sorts at confidence: {describe(thresholds_in_force(bundle.labels, bundle.manifest, config.sorting))}"
-    )
+    thresholds = thresholds_in_force(bundle.labels, bundle.manifest, config.sorting)
+    print(f"sorts at confidence: {describe(as_status(thresholds))}")
     return 0
 
 

@@ -738,9 +738,14 @@ _CONFIG = TypeAdapter(Config)
 # --- one line per error ----------------------------------------------------------------------
 
 
+def file_keys(tp: Any) -> list[str]:
+    """The keys a table of the file may have, in order (a servo's name is not one of them);
+    for :class:`Config`, the file's sections."""
+    return [f.name for f in dataclasses.fields(tp) if f.metadata.get("in_file", True)]
+
+
 def _table_fields(tp: Any) -> dict[str, FieldInfo]:
-    """The keys a table of the file may have (a servo's name is not one of them)."""
-    own = {f.name for f in dataclasses.fields(tp) if f.metadata.get("in_file", True)}
+    own = set(file_keys(tp))
     return {name: info for name, info in tp.__pydantic_fields__.items() if name in own}
 
 

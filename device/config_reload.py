@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import Config, load_config
+from .config import Config, file_keys, load_config
 
 LIVE_SECTIONS = ("sorting", "classifier")
-
-
-def sections(config: Config) -> list[str]:
-    return [f.name for f in dataclasses.fields(config) if f.metadata.get("in_file", True)]
 
 
 def reread(config: Config) -> tuple[Config, list[str]]:
@@ -22,7 +18,7 @@ def reread(config: Config) -> tuple[Config, list[str]]:
     if config.source is None:  # the built-in defaults: nothing to read again
         return config, []
     new = load_config(config.source)
-    changed = [name for name in sections(config) if getattr(new, name) != getattr(config, name)]
+    changed = [name for name in file_keys(Config) if getattr(new, name) != getattr(config, name)]
     live = {name: getattr(new, name) for name in changed if name in LIVE_SECTIONS}
     waiting = [name for name in changed if name not in live]
     try:

@@ -283,10 +283,11 @@ class ImageStore:
         :func:`photo_reserve` they are not written, so the event log keeps room to record."""
         path = self.directory / image_name(taken, label)
         disk = shutil.disk_usage(self.directory)
-        if disk.free < photo_reserve(disk.total):
+        reserve = photo_reserve(disk.total)
+        if disk.free < reserve:
             raise OSError(
                 f"no space left for photos: {disk.free // 1_000_000} MB free on the disk of {self.directory}, "
-                f"photos pause below {photo_reserve(disk.total) // 1_000_000} MB to keep room for the event log"
+                f"photos pause below {reserve // 1_000_000} MB to keep room for the event log"
             )
         if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]):
             path.unlink(missing_ok=True)  # a photo cut short by a full disk is no photo

@@ -53,11 +53,12 @@ def thresholds_in_force(
     return out
 
 
-def describe(thresholds: Mapping[str, Threshold]) -> str:
-    """``can 0.42 (model), glass 0.80 (config), ...`` for status lines and ``config check``."""
-    return ", ".join(f"{label} {t.value:.2f} ({t.source})" for label, t in thresholds.items())
-
-
 def as_status(thresholds: Mapping[str, Threshold]) -> dict[str, dict[str, Any]]:
     """The thresholds as status.json holds them: ``{label: {"value": 0.42, "source": "model"}}``."""
     return {label: {"value": t.value, "source": t.source} for label, t in thresholds.items()}
+
+
+def describe(thresholds: Mapping[str, Mapping[str, Any]]) -> str:
+    """``can 0.42 (model), glass 0.80 (config), ...`` from :func:`as_status`'s form, as status.json,
+    ``smartbin status``, ``config check`` and ``evaluate`` show them."""
+    return ", ".join(f"{label} {t['value']:.2f} ({t['source']})" for label, t in thresholds.items())

@@ -9,7 +9,7 @@ import pytest
 from smartbin.device.bundle import load_bundle
 from smartbin.device.decision import check_bundle_fits
 from smartbin.device.errors import BundleError
-from smartbin.device.thresholds import Threshold, describe, thresholds_in_force
+from smartbin.device.thresholds import Threshold, as_status, describe, thresholds_in_force
 
 from .conftest import fast_config
 
@@ -29,7 +29,7 @@ def test_the_config_overrides_the_model_and_the_model_the_default(tmp_path):
     one = fast_config(tmp_path, sorting={"threshold": 0.7, "thresholds": {"glass": 0.95}}).sorting
     mixed = thresholds_in_force(LABELS, MANIFEST, one)
     assert mixed["glass"] == Threshold(0.95, "config") and mixed["can"] == Threshold(0.7, "config")
-    assert describe(mixed) == "can 0.70 (config), glass 0.95 (config), plastic 0.70 (config)"
+    assert describe(as_status(mixed)) == "can 0.70 (config), glass 0.95 (config), plastic 0.70 (config)"
     assert thresholds_in_force(LABELS, {}, fast_config(tmp_path).sorting)["can"] == Threshold(0.6, "default")
 
 
