@@ -1,4 +1,4 @@
-"""Write a model bundle directory (the format :mod:`smartbin.device.bundle` reads)."""
+"""Write a model bundle directory (the format :mod:`smartbin.device.vision.bundle` reads)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from smartbin.device.bundle import (
+from smartbin.device.errors import BundleError
+from smartbin.device.files import publish_dir
+from smartbin.device.vision.bundle import (
     FORMAT_VERSION,
     LABELS_NAME,
     MANIFEST_NAME,
@@ -20,8 +22,6 @@ from smartbin.device.bundle import (
     is_safe_name,
     load_bundle,
 )
-from smartbin.device.errors import BundleError
-from smartbin.device.files import publish_dir
 
 MODEL_NAME = "model.tflite"
 

@@ -7,14 +7,14 @@ import argparse
 import json
 import logging
 
-from smartbin.device.arguments import given_path, thread_count
+from smartbin.device.commands.arguments import given_path, thread_count
 
 from . import DEFAULT_PURITY, QUANTIZATIONS
 
 
 def _import_tensorflow() -> None:
     """TensorFlow's start-up lines (oneDNN, CPU features, absl) would bury our report; -v shows them."""
-    from smartbin.device.native import import_quietly
+    from smartbin.device.vision.native import import_quietly
 
     import_quietly("tensorflow")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)

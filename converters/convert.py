@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from smartbin.device.bundle import LABELS_NAME, MANIFEST_NAME, InputSpec, is_safe_name, load_bundle
 from smartbin.device.errors import BundleError, SmartbinError
 from smartbin.device.files import check_out_dir
-from smartbin.device.native import native_stderr_silenced
+from smartbin.device.vision.bundle import LABELS_NAME, MANIFEST_NAME, InputSpec, is_safe_name, load_bundle
+from smartbin.device.vision.native import native_stderr_silenced
 
 from . import DEFAULT_PURITY, tflite
 from .bundle_writer import MODEL_NAME, write_bundle

@@ -1,9 +1,9 @@
 """``smartbin evaluate``: how well, and how fast, a bundle classifies a folder of labelled photos.
 
-The bundle runs through the device's :class:`~smartbin.device.classifier.Classifier` (the same
+The bundle runs through the device's :class:`~smartbin.device.vision.classifier.Classifier` (the same
 runtime, preprocessing and thread setting a bin uses), so the numbers are the bin's numbers
 apart from the CPU. It needs only what a bin has (the ``[device]`` extra: photos are decoded
-by :func:`smartbin.device.images.read_rgb`, as training, the folder camera and ``classify`` decode
+by :func:`smartbin.device.vision.images.read_rgb`, as training, the folder camera and ``classify`` decode
 them), so it also runs on the bin itself to measure the
 latency of its own CPU; without matplotlib it writes no PNG and says so.
 """
@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from smartbin.device.bundle import Bundle, load_bundle
-from smartbin.device.cameras.folder import IMAGE_SUFFIXES
-from smartbin.device.classifier import Classifier
 from smartbin.device.config import Config, parse_config
-from smartbin.device.decision import check_bundle_fits
 from smartbin.device.errors import CameraError, SmartbinError
 from smartbin.device.files import check_out_dir, check_outside, dir_problem
-from smartbin.device.images import read_rgb
+from smartbin.device.hardware.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.thresholds import as_status, describe, thresholds_in_force
+from smartbin.device.vision.bundle import Bundle, load_bundle
+from smartbin.device.vision.classifier import Classifier
+from smartbin.device.vision.images import read_rgb
+from smartbin.device.vision.model import check_bundle_fits
 from smartbin.training.metrics import confusion_matrix, per_class, plot_confusion
 
 from .outcomes import compartment_of, format_outcomes, plot_sweep, sorting_outcomes, threshold_sweep

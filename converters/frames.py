@@ -1,7 +1,7 @@
 """Turn listed image files into model-sized frames exactly as the bin does (decode, then resize).
 
 Int8 calibration and the parity gate both read photos here, with the bin's own decoder
-(:func:`smartbin.device.images.decode_image`), the one training used too.
+(:func:`smartbin.device.vision.images.decode_image`), the one training used too.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from smartbin.device.bundle import InputSpec
-from smartbin.device.classifier import resize_frame
 from smartbin.device.errors import SmartbinError
-from smartbin.device.images import decode_image
+from smartbin.device.vision.bundle import InputSpec
+from smartbin.device.vision.classifier import resize_frame
+from smartbin.device.vision.images import decode_image
 
 from .run_dir import Example, TrainingRun
 

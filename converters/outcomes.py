@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from smartbin.device.classifier import Prediction
 from smartbin.device.config import NO_COMPARTMENT, SortingConfig
 from smartbin.device.decision import decide
+from smartbin.device.vision.classifier import Prediction
 
 from . import DEFAULT_PURITY
 

@@ -1,7 +1,7 @@
 """The parity gate: the converted model must classify held-out photos as well as the Keras model.
 
 Both models see the very same resized frames; the TFLite model runs through the device's own
-:class:`~smartbin.device.classifier.Classifier` (manifest preprocessing, input quantisation,
+:class:`~smartbin.device.vision.classifier.Classifier` (manifest preprocessing, input quantisation,
 output dequantisation), so a bundle whose manifest or quantisation is wrong fails here, not
 on a bin.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from smartbin.device.bundle import load_bundle
-from smartbin.device.classifier import Classifier
 from smartbin.device.errors import BundleError, SmartbinError
+from smartbin.device.vision.bundle import load_bundle
+from smartbin.device.vision.classifier import Classifier
 
 KERAS_BATCH = 32
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smartbin.device.bundle import RESIZE_MODES, InputSpec
 from smartbin.device.errors import SmartbinError, os_error_reason
 from smartbin.device.files import dir_problem
+from smartbin.device.vision.bundle import RESIZE_MODES, InputSpec
 
 MODEL_NAME = "model.keras"
 RUN_JSON = "run.json"

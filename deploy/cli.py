@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from smartbin.device.arguments import (
+from smartbin.device.commands.arguments import (
     accuracy_points,
     given_path,
     non_negative_int,
@@ -68,8 +68,8 @@ def _finish(results: list[Any]) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from smartbin.device.bundle import MANIFEST_NAME, load_bundle
     from smartbin.device.errors import SmartbinError
+    from smartbin.device.vision.bundle import MANIFEST_NAME, load_bundle
 
     from .deploy import deploy_one, rollback_one
     from .fleet import parse_hosts, run_on_hosts

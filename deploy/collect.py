@@ -3,7 +3,7 @@
 1. ``smartbin store export-events`` on the bin copies the event log with SQLite's backup API
    (consistent while the daemon writes) to its standard output -> ``OUT/events.db``.
 2. The copy says which photo got which label, and which were reviewed (the ``reviews`` table of
-   :mod:`smartbin.device.events`). Each photo belongs in one folder of ``OUT``:
+   :mod:`smartbin.device.records.events`). Each photo belongs in one folder of ``OUT``:
 
    - ``<reviewed label>/``: reviewed as a class: ``OUT`` is a photo set ``smartbin train`` reads;
    - ``.not-a-class/<not_trash|empty>/``: reviewed as no item to sort;
@@ -26,9 +26,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from smartbin.device.bundle import is_safe_name
 from smartbin.device.errors import SmartbinError
-from smartbin.device.events import REVIEW_EXTRA_LABELS, reviewed_labels
+from smartbin.device.records.events import REVIEW_EXTRA_LABELS, reviewed_labels
+from smartbin.device.vision.bundle import is_safe_name
 
 from .deploy import RemoteSide, check_plain_path, remote_json
 from .ssh import Connection, RemoteError, run_tool

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from smartbin.device.bundle import Bundle
 from smartbin.device.errors import SmartbinError
-from smartbin.device.store import bundle_tar
+from smartbin.device.vision.bundle import Bundle
+from smartbin.device.vision.store import bundle_tar
 
 from .fleet import Outcome
 from .ssh import Connection, RemoteError

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smartbin.device.bundle import Bundle, load_bundle
 from smartbin.device.errors import SmartbinError
-from smartbin.device.model import DEFAULT_MODEL
+from smartbin.device.vision.bundle import Bundle, load_bundle
+from smartbin.device.vision.model import DEFAULT_MODEL
 from smartbin.training.dataset import Item, ScanResult, scan_dataset
 
 from .collect import collect_from, host_folder, rsync_from
@@ -168,7 +168,7 @@ def _evaluation_sets(scan: ScanResult, opts: RetrainOptions, bins: list[BinData]
 
 def train_and_convert(opts: RetrainOptions, scan: ScanResult) -> tuple[Path, Any]:
     """Train on the scanned sets, convert to int8 with the parity gate; the new bundle and the parity report."""
-    from smartbin.device.native import import_quietly
+    from smartbin.device.vision.native import import_quietly
 
     import_quietly("tensorflow")  # its start-up lines would bury the loop's; -v shows them
     from smartbin.converters.convert import convert_run

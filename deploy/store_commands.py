@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smartbin.device.arguments import given_path, non_negative_int
+from smartbin.device.commands.arguments import given_path, non_negative_int
 from smartbin.device.config import Config, default_config_path, load_config
 from smartbin.device.errors import SmartbinError, os_error_message
-from smartbin.device.store import ModelStore, Switch, verify_bundle
+from smartbin.device.vision.store import ModelStore, Switch, verify_bundle
 
 
 def _config(args: argparse.Namespace) -> Config:

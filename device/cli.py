@@ -20,13 +20,13 @@ from typing import NoReturn
 
 from . import interrupts
 from .errors import SmartbinError, Terminated, os_error_message
-from .native import python_stderr, quiet_native_logs, show_native_output
+from .vision.native import python_stderr, quiet_native_logs, show_native_output
 
 COMMAND_MODULES = (
-    "smartbin.device.commands",
-    "smartbin.device.mqtt_commands",
-    "smartbin.device.chamber_commands",
-    "smartbin.device.web.commands",
+    "smartbin.device.commands.bin",
+    "smartbin.device.commands.mqtt",
+    "smartbin.device.commands.chamber",
+    "smartbin.device.commands.web",
     "smartbin.training.cli",
     "smartbin.converters.cli",
     "smartbin.deploy.cli",

@@ -32,26 +32,27 @@ import numpy as np
 from gpiozero import DigitalOutputDevice, GPIOZeroError
 
 from . import config_reload
-from .cameras import Camera, create_camera
-from .chamber import FAULT_TEXT, Chamber, Look, crop_box
-from .classifier import Classifier, Prediction
 from .config import Config
 from .decision import UNRECORDED, decide
 from .errors import CameraError, SmartbinError, os_error_message, os_error_reason
-from .events import ImageStore, ItemEvent
-from .feedback import Feedback
 from .files import printable_path
-from .fill import FillLevels
-from .lid import LidSensor
-from .lock import StateDirLock
-from .model import load_classifier, resolve_model_path
-from .notify import Notifier
-from .observers import Observer, Observers
-from .pins import make_pin_factory
-from .records import EventRecords, Faults
-from .sorter import Sorter
-from .state import HEARTBEAT_S, now_iso, write_status
+from .hardware.cameras import Camera, create_camera
+from .hardware.fill import FillLevels
+from .hardware.lid import LidSensor
+from .hardware.pins import make_pin_factory
+from .hardware.sorter import Sorter
+from .home.feedback import Feedback
+from .home.notify import Notifier
+from .home.observers import Observer, Observers
+from .records.events import ItemEvent
+from .records.lock import StateDirLock
+from .records.photos import Photos
+from .records.recorder import EventRecords
+from .records.state import HEARTBEAT_S, now_iso, write_status
 from .thresholds import Threshold, as_status, thresholds_in_force
+from .vision.chamber import FAULT_TEXT, Chamber, Look, crop_box
+from .vision.classifier import Classifier, Prediction
+from .vision.model import load_classifier, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,7 @@ class Daemon:
         self.state_lock = StateDirLock(paths.state_dir, shared)
         self.state_dir_error: str | None = None  # why the state directory cannot be written
         self.records = EventRecords(config.paths.events_db)
-        self.images: ImageStore | None = None
-        self.images_error: str | None = None  # why photos are not saved at all
-        self.image_faults = Faults()  # photos that could not be saved
+        self.photos = Photos(config.images, paths.images_dir, paths.events_db) if config.images.save else None
         self.last_reload: dict[str, Any] | None = None
         self._status_error: str | None = None  # the last failure to write status.json, logged once
         self.sorter: Sorter | None = None
@@ -141,8 +140,8 @@ class Daemon:
         self.model_path, self.classifier = self._load_model()
         log.info("model %s from %s (%s)", self.model_version, self.model_path, self.classifier.runtime)
         self.records.open()
-        if cfg.images.save:
-            self._open_images()
+        if self.photos is not None:
+            self.photos.open()
             self._adopt_orphan_photos()
         if self.pin_factory is None:
             self.pin_factory = make_pin_factory(cfg.gpio.pin_factory)
@@ -202,26 +201,14 @@ class Daemon:
                 self.state_dir_error,
             )
 
-    def _open_images(self) -> None:
-        cfg = self.config.images
-        try:
-            self.images = ImageStore(
-                self.config.paths.images_dir,
-                max_count=cfg.max_count,
-                max_mb=cfg.max_mb,
-                events_db=self.config.paths.events_db,  # uncertain and reviewed photos are kept longest
-            )
-        except OSError as exc:
-            self.images_error = f"cannot use {self.config.paths.images_dir}: {os_error_reason(exc)}"
-            log.error("NOT SAVING PHOTOS (the bin keeps sorting): %s", self.images_error)
-
     def _adopt_orphan_photos(self) -> None:
         """A photo newer than the newest event lost its event to a power cut between the two
         writes (a photo has its event's time): record it, so the page and ``collect`` see it."""
-        newest = self.records.log.newest_ts() if self.records.log is not None and self.images else None
+        store = self.photos.store
+        newest = self.records.log.newest_ts() if self.records.log is not None and store else None
         if newest is None:
             return
-        for path, taken, label in self.images.newer_than(newest):
+        for path, taken, label in store.newer_than(newest):
             self.records.record(
                 ItemEvent(
                     ts=taken.isoformat(timespec="milliseconds"),
@@ -438,12 +425,10 @@ class Daemon:
                 self.fill.item_added(decision.compartment)  # read its level again, now the servos rest
 
         image_path = None
-        if self.images is not None and frames:
-            try:
-                image_path = str(self.images.save(frames[-1], wall, prediction.label if prediction else None))
-            except (OSError, ValueError) as exc:
-                errors.append(f"image: {exc}")
-                self.image_faults.note(str(exc))
+        if self.photos is not None and frames:
+            image_path, error = self.photos.save(frames[-1], wall, prediction.label if prediction else None)
+            if error:
+                errors.append(f"image: {error}")
 
         shown = getattr(self.camera, "last_path", None)  # the folder camera's photo
         event = ItemEvent(
@@ -614,18 +599,11 @@ class Daemon:
             log.info("reloaded: model %s from %s (was %s)", self.model_version, path, old)
             if waiting:
                 log.warning("changes to [%s] take effect at the next restart", "], [".join(waiting))
-        ok = error is None
-        self.last_reload = {
-            "at": now_iso(),
-            "ok": ok,
-            "model_version": self.model_version,
-            "error": error,
-            "restart_needed": waiting,
-        }
+        self.last_reload = config_reload.outcome(self.model_version, error, waiting)
         self._write_status()
         self.notifier.ready(self._status_line())
         self.observers.notify("status_changed", self.status())
-        return ok
+        return error is None
 
     @property
     def model_version(self) -> str | None:
@@ -652,35 +630,9 @@ class Daemon:
             out += self.fill.warnings()
         if self.chamber is not None:
             out += self.chamber.warnings()
-        if self.images_error:
-            out.append(f"not saving photos: {self.images_error}")
-        elif self.image_faults.count:
-            f = self.image_faults
-            out.append(f"{f.count} photo(s) not saved, the last at {f.last_error_at}: {f.last_error}")
-        reload = self.last_reload
-        if reload and not reload["ok"]:
-            out.append(
-                f"last reload failed at {reload['at']}: {reload['error']}; still running model {reload['model_version']}"
-            )
-        elif reload and reload["restart_needed"]:
-            out.append(
-                f"config changes to [{'], ['.join(reload['restart_needed'])}] wait for a restart "
-                "(systemctl restart smartbin)"
-            )
-        return out
-
-    def _images_status(self) -> dict[str, Any] | None:
-        if not self.config.images.save:
-            return None
-        return {
-            "dir": str(self.config.paths.images_dir),
-            "saving": self.images is not None,
-            "count": self.images.count if self.images else 0,
-            "bytes": self.images.total_bytes if self.images else 0,
-            "not_saved": self.image_faults.count,
-            "last_error": self.images_error or self.image_faults.last_error,
-            "last_error_at": self.image_faults.last_error_at,
-        }
+        if self.photos is not None:
+            out += self.photos.warnings()
+        return out + config_reload.warnings(self.last_reload)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -697,7 +649,7 @@ class Daemon:
             "config": str(self.config.source) if self.config.source else None,
             "last_reload": self.last_reload,
             "event_log": self.records.status(),
-            "images": self._images_status(),
+            "images": self.photos.status() if self.photos is not None else None,
             **({"fill": self.fill.status()} if self.fill is not None else {}),
             "empty_reference": self.chamber.status() if self.chamber is not None else None,
             "warnings": self.warnings(),

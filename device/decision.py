@@ -6,12 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .bundle import Bundle
-from .chamber import Look
-from .classifier import Prediction
-from .config import NO_COMPARTMENT, Config, SortingConfig
-from .errors import BundleError
+from .config import NO_COMPARTMENT, SortingConfig
 from .thresholds import DEFAULT_THRESHOLD
+from .vision.chamber import Look
+from .vision.classifier import Prediction
 
 # Why an item went where it went (stored with every event).
 SORTED = "sorted"  # confident and mapped: its own compartment
@@ -90,37 +88,3 @@ def _by_label(
     if target == NO_COMPARTMENT:
         return Decision(None, UNMAPPED)
     return Decision(target, SORTED)
-
-
-def check_bundle_fits(bundle: Bundle, config: Config) -> None:
-    """Refuse a bundle whose labels cannot fill the bin's compartments (one-line BundleError).
-
-    Every compartment except the fallback must receive at least one of the bundle's labels;
-    labels mapped to a compartment must exist in the bundle. Labels the config maps to
-    ``"none"`` or to the fallback may be missing (a model without an ``empty`` or a ``trash``
-    class is fine: what it cannot name goes to the fallback anyway).
-    """
-    mapping = config.sorting.labels
-    labels = set(bundle.labels)
-    optional = {NO_COMPARTMENT, config.sorting.fallback}
-    missing = sorted(
-        label for label, target in mapping.items() if target not in optional and label not in labels
-    )
-    if missing:
-        raise BundleError(
-            f"{bundle.path}: model {bundle.version} has no label {', '.join(missing)} "
-            f"(its labels: {', '.join(bundle.labels)}); the config sorts by those labels"
-        )
-    unknown = sorted(set(config.sorting.thresholds) - labels)
-    if unknown:
-        raise BundleError(
-            f"{bundle.path}: model {bundle.version} has no label {', '.join(unknown)} "
-            f"(its labels: {', '.join(bundle.labels)}); fix [sorting.thresholds]"
-        )
-    filled = {mapping[label] for label in labels if label in mapping}
-    empty = sorted(set(config.compartments) - filled - {config.sorting.fallback})
-    if empty:
-        raise BundleError(
-            f"{bundle.path}: model {bundle.version} sends no label to compartment {', '.join(empty)} "
-            f"(its labels: {', '.join(bundle.labels)}); fix [sorting.labels] or use another model"
-        )

@@ -1,5 +1,6 @@
 """Publishing a directory so that readers see the old one or the new one, never half of either,
-checking an output folder before the work that fills it, and file names as text."""
+checking an output folder before the work that fills it, file names as text, and where the files
+shipped with smartbin are."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 
 from . import interrupts
 from .errors import SmartbinError, os_error_reason
+
+#: What ships inside the package: the example config, the default model, the sample photos.
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def publish_dir(staging: Path, out: Path) -> None:

@@ -26,12 +26,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smartbin.device.bundle import load_bundle
-from smartbin.device.chamber import Reference, capture_fault, crop_box, median_frame
-from smartbin.device.classifier import Classifier
-from smartbin.device.config import EmptyConfig
-from smartbin.device.images import read_rgb
-from smartbin.device.model import DEFAULT_MODEL
+from smartbin.device.vision.bundle import load_bundle
+from smartbin.device.vision.chamber import Reference, capture_fault, crop_box, median_frame
+from smartbin.device.vision.classifier import Classifier
+from smartbin.device.vision.images import read_rgb
+from smartbin.device.vision.model import DEFAULT_MODEL
+from smartbin.device.vision.settings import EmptyConfig
 from smartbin.training.backgrounds import Backgrounds
 from smartbin.training.cutpaste import cut_out, paste
 

@@ -36,11 +36,12 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from smartbin.device import mqtt as mqtt_module
-from smartbin.device.cameras import SAMPLES_DIR, list_images
-from smartbin.device.config import MqttConfig, load_config
-from smartbin.device.simulate import simulate
-from smartbin.device.state import read_status
+from smartbin.device.commands.simulate import simulate
+from smartbin.device.config import load_config
+from smartbin.device.hardware.cameras import SAMPLES_DIR, list_images
+from smartbin.device.home import mqtt as mqtt_module
+from smartbin.device.home.settings import MqttConfig
+from smartbin.device.records.state import read_status
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 
 from smartbin.converters.outcomes import format_outcomes, sorting_outcomes
-from smartbin.device.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.config import parse_config
-from smartbin.device.images import read_rgb
+from smartbin.device.hardware.cameras.folder import IMAGE_SUFFIXES
+from smartbin.device.vision.images import read_rgb
 from smartbin.training.cutpaste import cut_out, paste
 
 SIZE = (480, 640)  # the camera's default frame (height, width)

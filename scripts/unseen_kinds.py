@@ -20,10 +20,10 @@ import numpy as np
 from smartbin.converters.outcomes import choose_thresholds, compartment_of, format_outcomes, sorting_outcomes
 from smartbin.converters.parity import keras_scores
 from smartbin.converters.run_dir import load_keras_model, load_run
-from smartbin.device.cameras.folder import IMAGE_SUFFIXES
-from smartbin.device.classifier import resize_frame
 from smartbin.device.config import parse_config
-from smartbin.device.images import read_rgb
+from smartbin.device.hardware.cameras.folder import IMAGE_SUFFIXES
+from smartbin.device.vision.classifier import resize_frame
+from smartbin.device.vision.images import read_rgb
 
 
 def frames(paths: list[Path], spec) -> np.ndarray:

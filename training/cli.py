@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from smartbin.device.arguments import given_path, non_negative_int, positive_float, positive_int
+from smartbin.device.commands.arguments import given_path, non_negative_int, positive_float, positive_int
 
 from .backbones import BACKBONES
 from .run_checks import STRATEGIES, check_run_out
@@ -190,7 +190,7 @@ def check_sizes(input_size: int, batch_size: int) -> None:
 def _train(args: argparse.Namespace) -> int:
     from smartbin.device.errors import SmartbinError
     from smartbin.device.files import check_outside, dir_problem
-    from smartbin.device.native import import_quietly
+    from smartbin.device.vision.native import import_quietly
 
     if args.backbone not in BACKBONES:
         raise SmartbinError(f"unknown backbone {args.backbone!r}; choose one of {', '.join(BACKBONES)}")

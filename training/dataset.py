@@ -19,9 +19,9 @@ from typing import Any
 
 from PIL import Image
 
-from smartbin.device.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.errors import SmartbinError
-from smartbin.device.images import check_frame
+from smartbin.device.hardware.cameras.folder import IMAGE_SUFFIXES
+from smartbin.device.vision.images import check_frame
 
 from .images import ImageLoadError, load_rgb
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smartbin.device.cameras.folder import IMAGE_SUFFIXES
 from smartbin.device.errors import SmartbinError
 from smartbin.device.files import check_out_dir, check_outside, dir_problem, publish_dir
+from smartbin.device.hardware.cameras.folder import IMAGE_SUFFIXES
 
 from .backgrounds import Backgrounds
 from .cutpaste import cut_out, on_white_board, paste

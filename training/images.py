@@ -1,6 +1,6 @@
 """Image loading for training, conversion and evaluation: the bin's own decoder.
 
-Every image becomes an 8-bit RGB array with :func:`smartbin.device.images.decode_image`, the
+Every image becomes an 8-bit RGB array with :func:`smartbin.device.vision.images.decode_image`, the
 function the bin's folder camera, ``classify`` and ``evaluate`` use, so a model sees the same
 pixels when it is trained, calibrated, checked for parity, evaluated and run on a bin
 (transparency on white, 16-bit scaled, EXIF orientation applied: see that module).
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smartbin.device.bundle import InputSpec
-from smartbin.device.classifier import resize_frame
-from smartbin.device.images import ImageError, decode_image
+from smartbin.device.vision.bundle import InputSpec
+from smartbin.device.vision.classifier import resize_frame
+from smartbin.device.vision.images import ImageError, decode_image
 
 #: A file is not a readable image (the bin's decoder refused it).
 ImageLoadError = ImageError

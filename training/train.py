@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from smartbin.device import interrupts
-from smartbin.device.bundle import file_sha256
 from smartbin.device.errors import SmartbinError
 from smartbin.device.files import publish_dir
+from smartbin.device.vision.bundle import file_sha256
 
 from . import reports
 from .backbones import BackboneSpec, build_backbone

@@ -69,8 +69,8 @@ def make_dataset(root: Path, seed: int = 0) -> dict[str, list[tuple[Path, str]]]
 def train_model(splits: dict[str, list[tuple[Path, str]]]):
     import keras
 
-    from smartbin.device.bundle import InputSpec
-    from smartbin.device.classifier import resize_frame
+    from smartbin.device.vision.bundle import InputSpec
+    from smartbin.device.vision.classifier import resize_frame
     from smartbin.training.images import load_rgb
 
     keras.utils.set_random_seed(0)

@@ -20,9 +20,9 @@ from smartbin.converters.parity import (
     keras_scores,
 )
 from smartbin.converters.run_dir import load_keras_model, load_run
-from smartbin.device.bundle import InputSpec, file_sha256, load_bundle
-from smartbin.device.classifier import Classifier
 from smartbin.device.cli import main
+from smartbin.device.vision.bundle import InputSpec, file_sha256, load_bundle
+from smartbin.device.vision.classifier import Classifier
 from smartbin.training.images import load_rgb
 
 

@@ -10,8 +10,8 @@ from smartbin.converters.frames import load_frames
 from smartbin.converters.parity import keras_scores
 from smartbin.converters.run_dir import TrainingRun, load_keras_model, load_run
 from smartbin.converters.serving import make_decoder
-from smartbin.device.classifier import resize_frame
 from smartbin.device.cli import main
+from smartbin.device.vision.classifier import resize_frame
 
 from .conftest import coloured_photo
 

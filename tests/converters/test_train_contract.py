@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from smartbin.device.bundle import load_bundle
-from smartbin.device.classifier import Classifier
 from smartbin.device.cli import main
+from smartbin.device.vision.bundle import load_bundle
+from smartbin.device.vision.classifier import Classifier
 from smartbin.training.images import load_rgb
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from smartbin.device.lock import StateDirLock
+from smartbin.device.records.lock import StateDirLock
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_MODELS = REPO / "tests" / "fixtures" / "models"

@@ -12,8 +12,8 @@ import argparse
 
 from smartbin.device.config import default_config_path, load_config
 from smartbin.device.errors import SmartbinError
-from smartbin.device.model import load_classifier, resolve_model_path
-from smartbin.device.state import now_iso, read_status, write_status
+from smartbin.device.records.state import now_iso, read_status, write_status
+from smartbin.device.vision.model import load_classifier, resolve_model_path
 
 
 def main() -> None:

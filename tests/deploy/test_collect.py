@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from smartbin.device.cli import main
-from smartbin.device.events import EventLog, ItemEvent, add_review
+from smartbin.device.records.events import EventLog, ItemEvent, add_review
 
 
 def record(log: EventLog, images, name: str, label: str | None, photo: bool = True) -> None:

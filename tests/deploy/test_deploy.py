@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from smartbin.device.cli import main
-from smartbin.device.state import read_status
+from smartbin.device.records.state import read_status
 
 from .conftest import assert_nothing_left
 

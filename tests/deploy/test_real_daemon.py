@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smartbin.device.bundle import load_bundle
 from smartbin.device.cli import main
-from smartbin.device.model import DEFAULT_MODEL
-from smartbin.device.state import read_status
+from smartbin.device.records.state import read_status
+from smartbin.device.vision.bundle import load_bundle
+from smartbin.device.vision.model import DEFAULT_MODEL
 
 from .conftest import start_logging
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from smartbin.device.bundle import load_bundle
 from smartbin.device.cli import main
-from smartbin.device.events import EventLog, ItemEvent, add_review
+from smartbin.device.records.events import EventLog, ItemEvent, add_review
+from smartbin.device.vision.bundle import load_bundle
 from smartbin.training.synthetic import make_shapes_dataset
 
 from .conftest import FIXTURE_MODELS

@@ -1,4 +1,4 @@
-"""The model store on a bin (smartbin.device.store), without SSH."""
+"""The model store on a bin (smartbin.device.vision.store), without SSH."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from smartbin.device.bundle import load_bundle
 from smartbin.device.config import load_config
 from smartbin.device.errors import BundleError, SmartbinError
-from smartbin.device.store import ModelStore, bundle_tar
+from smartbin.device.vision.bundle import load_bundle
+from smartbin.device.vision.store import ModelStore, bundle_tar
 
 FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 C3 = FIXTURE_MODELS / "colour3-int8"

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from smartbin.device.cameras import FolderCamera
 from smartbin.device.config import Config, parse_config
 from smartbin.device.daemon import Daemon
-from smartbin.device.events import ItemEvent
-from smartbin.device.notify import Notifier
+from smartbin.device.hardware.cameras import FolderCamera
+from smartbin.device.home.notify import Notifier
+from smartbin.device.records.events import ItemEvent
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "tests" / "fixtures" / "models"

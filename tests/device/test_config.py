@@ -8,17 +8,16 @@ from pathlib import Path
 import pytest
 
 from smartbin.device.cli import main
+from smartbin.device.commands.config_check import check_paths
 from smartbin.device.config import (
     EXAMPLE_CONFIG,
     Config,
-    FillConfig,
-    ServoConfig,
-    check_paths,
     default_config_path,
     load_config,
     parse_config,
 )
 from smartbin.device.errors import ConfigError
+from smartbin.device.hardware.settings import FillConfig, ServoConfig
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from smartbin.device import decision
-from smartbin.device.cameras import FolderCamera
 from smartbin.device.errors import CameraError
+from smartbin.device.hardware.cameras import FolderCamera
 
 from .conftest import MODELS, duty, fast_config, write_image
 

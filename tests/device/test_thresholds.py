@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from smartbin.device.bundle import load_bundle
-from smartbin.device.decision import check_bundle_fits
 from smartbin.device.errors import BundleError
 from smartbin.device.thresholds import Threshold, as_status, describe, thresholds_in_force
+from smartbin.device.vision.bundle import load_bundle
+from smartbin.device.vision.model import check_bundle_fits
 
 from .conftest import fast_config
 

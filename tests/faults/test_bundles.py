@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import pytest
 
-from smartbin.device.bundle import load_bundle
 from smartbin.device.config import parse_config
 from smartbin.device.errors import BundleError
-from smartbin.device.model import DEFAULT_MODEL, load_classifier
-from smartbin.device.store import verify_bundle
+from smartbin.device.vision.bundle import load_bundle
+from smartbin.device.vision.model import DEFAULT_MODEL, load_classifier
+from smartbin.device.vision.store import verify_bundle
 
 from .conftest import MODELS, assert_one_line_error, run_smartbin
 

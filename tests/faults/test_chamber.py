@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smartbin.device.lock import StateDirLock
+from smartbin.device.records.lock import StateDirLock
 
 from .conftest import MODELS, assert_one_line_error, run_smartbin
 

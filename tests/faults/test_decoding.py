@@ -21,13 +21,13 @@ from PIL import Image
 from smartbin.converters import evaluate
 from smartbin.converters.frames import load_frames
 from smartbin.converters.run_dir import Example
-from smartbin.device.bundle import InputSpec, load_bundle
-from smartbin.device.cameras import FolderCamera
-from smartbin.device.classifier import Classifier, resize_frame
+from smartbin.device.commands.simulate import simulate
 from smartbin.device.config import parse_config
 from smartbin.device.errors import CameraError
-from smartbin.device.images import MAX_ASPECT, MIN_SIDE, ImageError, decode_image, read_rgb
-from smartbin.device.simulate import simulate
+from smartbin.device.hardware.cameras import FolderCamera
+from smartbin.device.vision.bundle import InputSpec, load_bundle
+from smartbin.device.vision.classifier import Classifier, resize_frame
+from smartbin.device.vision.images import MAX_ASPECT, MIN_SIDE, ImageError, decode_image, read_rgb
 from smartbin.training.dataset import scan_dataset
 from smartbin.training.images import load_rgb
 

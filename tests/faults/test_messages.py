@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from smartbin.device import native
 from smartbin.device.cli import main
 from smartbin.device.errors import os_error_message, os_error_reason
+from smartbin.device.vision import native
 
 from .conftest import MODELS, REPO, assert_one_line_error, run_smartbin
 
@@ -65,7 +65,7 @@ def test_each_os_error_gets_its_own_phrase(paths):
 
 
 def test_an_unforeseen_os_error_is_one_line_and_debug_shows_it(monkeypatch, capsys):
-    from smartbin.device import commands
+    from smartbin.device.commands import bin as commands
 
     def broken(args):
         raise PermissionError(errno.EACCES, "Permission denied", "/srv/smartbin/status.json")
@@ -208,8 +208,8 @@ class _Enough(Exception):
 
 def test_a_huge_repeat_starts_at_once_instead_of_running_out_of_memory(tmp_path):
     """``simulate --repeat 10**15`` sorts item after item (Ctrl-C stops it), never lists them all first."""
+    from smartbin.device.commands.simulate import simulate
     from smartbin.device.config import parse_config
-    from smartbin.device.simulate import simulate
 
     seen = []
 

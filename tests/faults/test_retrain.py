@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from smartbin.device.events import EventLog, ItemEvent, add_review
+from smartbin.device.records.events import EventLog, ItemEvent, add_review
 from smartbin.training.dataset import split_of
 from smartbin.training.synthetic import make_shapes_dataset
 

@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from smartbin.device.cameras import FolderCamera
 from smartbin.device.cli import main
 from smartbin.device.config import Config, load_config
 from smartbin.device.daemon import Daemon
 from smartbin.device.errors import SmartbinError
-from smartbin.device.events import ItemEvent
-from smartbin.device.notify import Notifier
+from smartbin.device.hardware.cameras import FolderCamera
+from smartbin.device.home.notify import Notifier
+from smartbin.device.records.events import ItemEvent
 
 from ..device.conftest import Bin, NotifySocket
 from .conftest import MODELS, assert_one_line_error, mounted_tmpfs, run_smartbin
@@ -61,7 +61,7 @@ def write_config(tmp_path: Path, state_dir: Path, *, save_images: bool = False, 
 
 def make_events_db(path: Path, items: int = 300) -> None:
     """A real event log with ``items`` rows, written as the daemon writes it."""
-    from smartbin.device.events import EventLog, ItemEvent
+    from smartbin.device.records.events import EventLog, ItemEvent
 
     log = EventLog(path)
     for i in range(items):
@@ -588,7 +588,7 @@ def test_status_judges_liveness_by_the_lock_not_a_pid_someone_else_may_have(tmp_
     unreaped: only the lock the daemon held says whether it runs."""
     from datetime import UTC, datetime, timedelta
 
-    from smartbin.device.lock import StateDirLock
+    from smartbin.device.records.lock import StateDirLock
 
     state = tmp_path / "state"
     config = write_config(tmp_path, state)
@@ -644,13 +644,13 @@ def test_photos_give_way_before_the_disk_fills_and_say_so(tmp_path, monkeypatch)
     written. Photos now stop first, and the reason reaches the event and the status."""
     from types import SimpleNamespace
 
-    from smartbin.device import events as events_module
+    from smartbin.device.records import photos as photos_module
 
     config = load_config(write_config(tmp_path, tmp_path / "state", save_images=True))
     with InProcessBin(config) as b:
         assert b.item().image_path is not None
         nearly_full = SimpleNamespace(total=8_000_000_000, used=7_970_000_000, free=30_000_000)
-        monkeypatch.setattr(events_module.shutil, "disk_usage", lambda path: nearly_full)
+        monkeypatch.setattr(photos_module.shutil, "disk_usage", lambda path: nearly_full)
         event = b.item()
         warnings = b.daemon.warnings()
     assert event.image_path is None and "image: no space left for photos: 30 MB free" in event.error

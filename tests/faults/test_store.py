@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from smartbin.device import store as store_module
-from smartbin.device.bundle import load_bundle
 from smartbin.device.config import load_config
 from smartbin.device.errors import BundleError, SmartbinError
-from smartbin.device.store import ModelStore, bundle_tar, verify_bundle
+from smartbin.device.vision import store as store_module
+from smartbin.device.vision.bundle import load_bundle
+from smartbin.device.vision.store import ModelStore, bundle_tar, verify_bundle
 
 from .conftest import MODELS, REPO, assert_one_line_error, run_smartbin
 
@@ -215,7 +215,7 @@ def test_a_crash_at_any_step_leaves_the_old_state_or_the_new_one(name, tmp_path,
 KILL_AT_STEP = """
 import os, signal, sys
 from pathlib import Path
-from smartbin.device import store
+from smartbin.device.vision import store
 from smartbin.device.config import load_config
 
 class KillingOs:

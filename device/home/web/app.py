@@ -1,0 +1,273 @@
+"""The routes of the review page and its JSON API (Bottle).
+
+Reads are open to whoever reaches the address; a write (a relabel) needs
+``Authorization: Bearer <token>`` with the token of ``web.token_file``, read at each write so that
+``smartbin web token --force`` takes effect at once. Every answer of ``/api`` is JSON, errors
+included (``{"error": "..."}``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bottle
+import cv2
+
+from ...config import Config
+from ...errors import SmartbinError
+from ...records.events import REVIEW_EXTRA_LABELS, add_review
+from ...records.recorder import is_corruption
+from ...records.state import now_iso
+from . import metrics, queries
+from .token import read_token, token_matches, token_path
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_LIMIT = 200
+MAX_BODY = 1024  # bytes of a label request
+THUMB_WIDTHS = (80, 160, 320)  # ?w=N: a smaller copy of the photo (the page's thumbnails)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # nothing but the bin itself: no CDN, no inline script
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+}
+
+
+def review_labels(config: Config) -> list[str]:
+    """What a reviewer may say an item was: the labels the config sorts by, then not_trash and empty."""
+    own = [label for label in config.sorting.labels if label not in REVIEW_EXTRA_LABELS]
+    return [*own, *REVIEW_EXTRA_LABELS]
+
+
+def reviewer(request: bottle.BaseRequest) -> str:
+    """Who relabels, as far as one shared token can tell: ``web <the client's address>``.
+
+    The peer's address: waitress drops forwarding headers from peers it does not trust.
+    """
+    return f"web {request.environ.get('REMOTE_ADDR') or 'unknown'}"
+
+
+class ApiError(bottle.HTTPResponse):
+    def __init__(self, status: int, message: str, **headers: str) -> None:
+        super().__init__(json.dumps({"error": message}), status, **headers)
+        self.content_type = "application/json"
+
+
+def make_app(
+    config: Config,
+    read: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
+    on_review: Callable[[dict[str, Any]], None],
+) -> bottle.Bottle:
+    """The WSGI app. ``read`` gives (the daemon's status, the tally's snapshot); ``on_review`` hears
+    of each review stored."""
+    app = bottle.Bottle(catchall=True)
+    registry = metrics.make_registry(read)
+    labels = review_labels(config)
+    events_db = config.paths.events_db
+    images_dir = config.paths.images_dir.resolve()
+
+    def db(write: bool = False) -> sqlite3.Connection:
+        try:
+            return queries.connect(events_db, write=write)
+        except FileNotFoundError:
+            if events_db.is_dir():
+                raise ApiError(
+                    503, f"{events_db} is a folder, not an event log; fix paths.events_db"
+                ) from None
+            raise ApiError(503, f"no event log at {events_db} yet; no item has been recorded") from None
+        except sqlite3.Error as exc:
+            raise ApiError(503, f"cannot open the event log {events_db}: {exc}") from None
+
+    def event_log_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
+        """A bottle plugin: an event log that fails a query is a 503 naming it, not a 500 and a
+        traceback in the bin's log."""
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            except sqlite3.Error as exc:
+                hint = (
+                    "it is damaged; the bin moves it aside at its next item"
+                    if is_corruption(exc)
+                    else "try again"
+                )
+                raise ApiError(503, f"cannot use the event log {events_db}: {exc}; {hint}") from None
+
+        return guarded
+
+    app.install(event_log_errors)
+
+    @app.hook("after_request")
+    def _headers() -> None:
+        for name, value in SECURITY_HEADERS.items():
+            bottle.response.set_header(name, value)
+        if bottle.request.path.startswith("/api/") and "Cache-Control" not in bottle.response.headers:
+            bottle.response.set_header("Cache-Control", "no-store")
+
+    def _json_error(error: bottle.HTTPError) -> str:
+        bottle.response.content_type = "application/json"
+        return json.dumps({"error": error.body if isinstance(error.body, str) else error.status_line})
+
+    app.default_error_handler = _json_error
+
+    @app.get("/")
+    def page() -> Any:
+        return bottle.static_file("index.html", root=STATIC_DIR)
+
+    @app.get("/static/<name:re:[a-z0-9_-]+\\.(?:js|css|svg)>")
+    def static(name: str) -> Any:
+        return bottle.static_file(name, root=STATIC_DIR)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        status, _ = read()
+        return {"ok": True, "state": status.get("state")}
+
+    @app.get("/api/status")
+    def api_status() -> dict[str, Any]:
+        status, tally = read()
+        started = status.get("started")
+        uptime = (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds() if started else None
+        return {
+            **status,
+            "uptime_s": round(uptime, 1) if uptime is not None else None,
+            "counts": tally["compartments"],
+            "faults": tally["faults"],
+            "review_labels": labels,
+        }
+
+    @app.get("/api/events")
+    def api_events() -> dict[str, Any]:
+        query = bottle.request.query
+        limit = _int_arg(query.get("limit"), "limit", default=20, low=1, high=MAX_LIMIT)
+        before = _int_arg(query.get("before"), "before", default=None, low=1, high=queries.MAX_ID)
+        wanted = query.get("filter") or None
+        if wanted is not None and wanted not in queries.FILTERS:
+            raise ApiError(400, f"filter: expected one of {', '.join(queries.FILTERS)}, got {wanted!r}")
+        connection = db()
+        try:
+            events = queries.list_events(connection, limit=limit, before=before, filter=wanted)
+        finally:
+            connection.close()
+        more = len(events) == limit
+        return {"events": events, "next_before": events[-1]["id"] if more else None}
+
+    @app.get("/api/events/<event_id:int>/photo")
+    def api_photo(event_id: int) -> Any:
+        width = _int_arg(bottle.request.query.get("w"), "w", default=None, low=1)
+        if width is not None and width not in THUMB_WIDTHS:
+            raise ApiError(400, f"w: expected one of {', '.join(map(str, THUMB_WIDTHS))}, got {width}")
+        _check_event_id(event_id)
+        connection = db()
+        try:
+            path = queries.image_path(connection, event_id)
+        except KeyError:
+            raise ApiError(404, f"no event {event_id}") from None
+        finally:
+            connection.close()
+        photo = Path(path).resolve() if path else None
+        if photo is None or not photo.is_relative_to(images_dir) or not photo.is_file():
+            why = "no photo was saved" if path is None else "its photo is no longer kept"
+            raise ApiError(404, f"event {event_id}: {why}")
+        headers = {"Cache-Control": "public, max-age=3600"}
+        if width is None:
+            return bottle.static_file(photo.name, root=photo.parent, mimetype="image/jpeg", headers=headers)
+        return bottle.HTTPResponse(_thumbnail(photo, width), **headers, Content_Type="image/jpeg")
+
+    @app.post("/api/events/<event_id:int>/label")
+    def api_label(event_id: int) -> dict[str, Any]:
+        try:
+            token = read_token(token_path(config))
+        except SmartbinError as exc:
+            raise ApiError(401, f"relabelling is off: {exc}", WWW_Authenticate="Bearer") from None
+        if not token_matches(_authorization(), token):
+            raise ApiError(
+                401,
+                "a valid token is needed to relabel (Authorization: Bearer ...)",
+                WWW_Authenticate="Bearer",
+            )
+        label = _label_from_body(labels)
+        _check_event_id(event_id)
+        connection = db(write=True)
+        try:
+            review = add_review(connection, event_id, label, reviewer(bottle.request), now_iso())
+        except KeyError:
+            raise ApiError(404, f"no event {event_id}") from None
+        finally:
+            connection.close()
+        on_review(review)
+        return {"review": review}
+
+    @app.get("/metrics")
+    def prometheus() -> Any:
+        return bottle.HTTPResponse(metrics.render(registry), Content_Type=metrics.CONTENT_TYPE)
+
+    return app
+
+
+def _int_arg(
+    text: str | None, name: str, *, default: int | None, low: int, high: int | None = None
+) -> int | None:
+    if text is None or text == "":
+        return default
+    if not (text.isascii() and text.isdigit()) or int(text) < low or (high is not None and int(text) > high):
+        bounds = f"{low}-{high}" if high is not None else f"{low} or more"
+        raise ApiError(400, f"{name}: expected an integer {bounds}, got {text!r}")
+    return int(text)
+
+
+def _authorization() -> str | None:
+    """The Authorization header; one that is not text (bytes past ASCII) is no token at all."""
+    try:
+        return bottle.request.get_header("Authorization")
+    except UnicodeDecodeError:
+        return None
+
+
+def _check_event_id(event_id: int) -> None:
+    """An id past SQLite's integers names no event (and SQLite would refuse to look it up)."""
+    if event_id > queries.MAX_ID:
+        raise ApiError(404, f"no event {event_id}")
+
+
+def _label_from_body(labels: list[str]) -> str:
+    request = bottle.request
+    if request.content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415, f"expected Content-Type: application/json, got {request.content_type or 'none'!r}"
+        )
+    if request.content_length > MAX_BODY:
+        raise ApiError(
+            413, f'expected a small JSON body such as {{"label": "glass"}} (at most {MAX_BODY} bytes)'
+        )
+    try:
+        body = json.loads(request.body.read(MAX_BODY) or b"null")
+    except (
+        ValueError,
+        UnicodeDecodeError,
+        RecursionError,
+    ):  # RecursionError: [[[[... nested past Python's stack
+        body = None
+    label = body.get("label") if isinstance(body, dict) else None
+    if label not in labels:
+        got = repr(label) if isinstance(body, dict) else "no JSON object"
+        raise ApiError(400, f'label: expected one of {", ".join(labels)} as {{"label": "..."}}, got {got}')
+    return label
+
+
+def _thumbnail(photo: Path, width: int) -> bytes:
+    """A JPEG ``width`` pixels wide; libjpeg decodes at 1/4 size when that is still wide enough."""
+    rgb = cv2.imread(str(photo), cv2.IMREAD_REDUCED_COLOR_4 if width <= 160 else cv2.IMREAD_REDUCED_COLOR_2)
+    if rgb is None:
+        raise ApiError(404, f"{photo.name}: cannot be decoded")
+    height = max(1, round(rgb.shape[0] * width / rgb.shape[1]))
+    small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    if not ok:
+        raise ApiError(500, f"{photo.name}: cannot make a thumbnail")
+    return data.tobytes()
