@@ -5,7 +5,7 @@ The path of one item is :meth:`Daemon.handle_item`::
     lid closed -> settle -> capture N frames -> capture check, empty? -> [crop] -> classify (vote)
       -> decide -> move -> hold -> home -> record
 
-The empty check (:mod:`.chamber`) runs when ``smartbin calibrate`` has set an empty reference.
+The empty check (:mod:`.vision.chamber`) runs when ``smartbin calibrate`` has set an empty reference.
 
 Threads: gpiozero calls :meth:`Daemon._on_lid_closed` from its own thread (or, with mock pins,
 from whoever drives the pin); signal handlers run on the main thread. Both only set flags and
@@ -45,7 +45,7 @@ from .home.feedback import Feedback
 from .home.notify import Notifier
 from .home.observers import Observer, Observers
 from .records.events import ItemEvent
-from .records.lock import StateDirLock
+from .records.lock import StateDirLock, shared_paths
 from .records.photos import Photos
 from .records.recorder import EventRecords
 from .records.state import HEARTBEAT_S, now_iso, write_status
@@ -70,7 +70,7 @@ class Daemon:
     """Owns the hardware, the model and the event log of one bin.
 
     ``pin_factory`` and ``camera`` replace what the config names (tests, simulation);
-    ``observers`` listen to the bin (see :mod:`.observers`); ``on_item`` is called with each
+    ``observers`` listen to the bin (see :mod:`.home.observers`); ``on_item`` is called with each
     recorded :class:`ItemEvent`.
     """
 
@@ -94,10 +94,7 @@ class Daemon:
         self.classifier: Classifier | None = None
         self.model_path: Path | None = None
         paths = config.paths
-        shared = {"paths.events_db": paths.events_db}
-        if config.images.save:
-            shared["paths.images_dir"] = paths.images_dir
-        self.state_lock = StateDirLock(paths.state_dir, shared)
+        self.state_lock = StateDirLock(paths.state_dir, shared_paths(paths, config.images))
         self.state_dir_error: str | None = None  # why the state directory cannot be written
         self.records = EventRecords(config.paths.events_db)
         self.photos = Photos(config.images, paths.images_dir, paths.events_db) if config.images.save else None

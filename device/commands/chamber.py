@@ -1,6 +1,6 @@
-"""``smartbin calibrate``: take the empty reference (see :mod:`.chamber`).
+"""``smartbin calibrate``: take the empty reference (see :mod:`..vision.chamber`).
 
-Only argparse and the standard library at module level, like :mod:`.commands`.
+Only argparse and the standard library at module level, like :mod:`.bin`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What only the file system can tell about a config, for ``smartbin config check``: folders that
 cannot be made or written, an event log that is a folder, a camera source or MQTT file that is
-not there."""
+not there, a path another bin's config also uses."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..config import Config
 from ..errors import ConfigError, os_error_reason
 from ..hardware.cameras import check_source
 from ..home.settings import check_mqtt_files
+from ..records.lock import other_bin_on, shared_paths
 
 
 def _nearest(path: Path) -> tuple[Path, bool | None]:
@@ -46,8 +47,9 @@ def check_paths(config: Config) -> list[str]:
     a folder must be (or above it), a folder where the event log must be, a folder camera
     without photos, a video file that is not there. Returns warnings for folders this user
     cannot create or write (the daemon may run as another user; one that cannot write there
-    sorts without records). A camera device that is absent (no /dev/video0) is hardware, not
-    config: a warning.
+    sorts without records), and for an event log or photo folder that a bin with another state
+    directory used last (running or not). A camera device that is absent (no /dev/video0) is
+    hardware, not config: a warning.
     """
     where = config.source.name if config.source else "config"
     p = config.paths
@@ -81,6 +83,13 @@ def check_paths(config: Config) -> list[str]:
             f"{where}: paths.events_db: {p.events_db} is a folder; give the event log's file, "
             f"e.g. {p.events_db / 'events.db'}"
         )
+    for key, path in shared_paths(p, config.images).items():
+        other = other_bin_on(path, p.state_dir)
+        if other:
+            warnings.append(
+                f"{where}: {key}: {path} is also used by {other}; two bins on one {key} mix their "
+                f"records, so give each bin its own {key}"
+            )
     warnings += check_source(config.camera, where)
     if config.mqtt.host:
         check_mqtt_files(config.mqtt, where)

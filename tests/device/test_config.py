@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from smartbin.device.config import (
 )
 from smartbin.device.errors import ConfigError
 from smartbin.device.hardware.settings import FillConfig, ServoConfig
+from smartbin.device.records.lock import StateDirLock, shared_paths
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -365,6 +367,32 @@ def test_check_paths_refuses_a_file_where_a_folder_must_be(tmp_path, make, paths
     with pytest.raises(ConfigError) as err:
         check_paths(config)
     assert str(err.value) == f"config: {message.format(t=tmp_path)}"
+
+
+def test_check_paths_warns_of_an_event_log_another_bin_uses(tmp_path):
+    """Two bins with their own state directories but one events_db interleave one log. The lock
+    that stops the second daemon names the first one's state directory, so config check warns
+    while the other bin runs and after it stopped, and stays quiet for the bin's own log."""
+    shared = str(tmp_path / "shared" / "events.db")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "mine").mkdir()
+    other = paths_config(tmp_path / "other", events_db=shared)
+    mine = paths_config(tmp_path / "mine", events_db=shared)
+    assert check_paths(mine) == []  # nobody has used it yet
+    lock = StateDirLock(other.paths.state_dir, shared_paths(other.paths, other.images))
+    lock.acquire()
+    try:
+        running = check_paths(mine)
+        assert check_paths(other) == []  # its own log
+    finally:
+        lock.release()
+    stopped = check_paths(mine)
+    assert running == [
+        f"config: paths.events_db: {shared} is also used by the bin with state directory "
+        f"{other.paths.state_dir} (running, pid {os.getpid()}); two bins on one paths.events_db mix "
+        "their records, so give each bin its own paths.events_db"
+    ]
+    assert stopped == [running[0].replace(f"(running, pid {os.getpid()})", "(not running now)")]
 
 
 def test_check_paths_refuses_an_event_log_that_is_a_folder(tmp_path):
