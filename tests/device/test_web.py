@@ -6,12 +6,16 @@ to the fallback compartment ``other``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import sqlite3
 import stat
+import threading
+import time
 import urllib.parse
 import wsgiref.util
 from datetime import UTC, datetime, timedelta
@@ -28,10 +32,11 @@ from smartbin.device.observer_setup import make_observers
 from smartbin.device.simulate import simulation_config, with_web
 from smartbin.device.thresholds import as_status
 from smartbin.device.web import queries
+from smartbin.device.web.limits import BIN_LIMITS, NICENESS, Limits, lower_priority
 from smartbin.device.web.observer import WebObserver
 
 from .conftest import fast_config
-from .web_client import new_token, page_of, wait_for_items, web_config
+from .web_client import Http, new_token, page_of, wait_for_items, web_config
 
 
 @pytest.fixture
@@ -359,6 +364,108 @@ def test_without_the_event_log_pruning_is_oldest_first(tmp_path):
     start = datetime(2026, 12, 1, tzinfo=UTC)
     names = [store.save(rgb, start + timedelta(seconds=i), "can").name for i in range(3)]
     assert sorted(p.name for p in store.directory.iterdir()) == names[1:]
+
+
+def connect_from(source: str, http: Http) -> socket.socket:
+    """A connection to the page from ``source``: Linux answers all of 127/8 on loopback, so
+    127.0.0.2 is another client on this machine."""
+    address = urllib.parse.urlsplit(http.base)
+    sock = socket.socket()
+    try:
+        sock.bind((source, 0))
+    except OSError as exc:
+        sock.close()
+        pytest.skip(f"cannot connect from {source}: {exc}")
+    sock.connect((address.hostname, address.port))
+    return sock
+
+
+def closed_by_the_server(socks: list[socket.socket], timeout: float) -> list[socket.socket]:
+    """Those of ``socks`` that the server closes within ``timeout`` without answering."""
+    closed: list[socket.socket] = []
+    open_ = list(socks)
+    deadline = time.monotonic() + timeout
+    while open_ and time.monotonic() < deadline:
+        readable, _, _ = select.select(open_, [], [], max(0.0, deadline - time.monotonic()))
+        for sock in readable:
+            with contextlib.suppress(ConnectionResetError):  # it closed before reading what came
+                assert sock.recv(1024) == b"", "the server answered"
+            open_.remove(sock)
+            closed.append(sock)
+    return closed
+
+
+def test_one_address_holding_many_connections_leaves_the_page_answering(sorted_bin):
+    """120 idle connections once held waitress's 100 slots for its 120 s channel timeout."""
+    _, http, _, _ = sorted_bin
+    idle = [connect_from("127.0.0.2", http) for _ in range(120)]
+    slow = [connect_from("127.0.0.3", http) for _ in range(20)]
+    try:
+        for sock in slow:
+            with contextlib.suppress(OSError):  # one past the limit may be closed already
+                sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: bin\r\n")  # and never the end
+        start = time.monotonic()
+        assert http.json("/healthz")["ok"] is True
+        assert http.json("/api/status")["items"] == 3
+        assert time.monotonic() - start < 2  # it waited for no timeout
+        assert len(closed_by_the_server(idle, 2)) == 120 - BIN_LIMITS.per_client
+        assert len(closed_by_the_server(slow, 0.5)) == 20 - BIN_LIMITS.per_client
+    finally:
+        for sock in idle + slow:
+            sock.close()
+
+
+def test_a_request_that_trickles_in_or_never_comes_is_cut_off(make_bin, tmp_path):
+    """100 clients sending a byte a second held the page past waitress's channel timeout."""
+    config = web_config(tmp_path)
+    web = WebObserver(config, Limits(request_deadline_s=1.0, idle_timeout_s=2))
+    with make_bin("red", config=config, observers=[web]):
+        http = page_of(web)
+        silent = connect_from("127.0.0.2", http)
+        trickle = connect_from("127.0.0.2", http)
+        start = time.monotonic()
+        cut = None
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: bin\r\nX-Slow: " + b"a" * 100:
+            if closed_by_the_server([trickle], 0.1):
+                cut = time.monotonic() - start
+                break
+            trickle.send(bytes([byte]))
+        assert cut is not None and 1.0 <= cut < 3.5  # the deadline, then at most 2 maintenance passes
+        assert closed_by_the_server([silent], 5) and 2.0 <= time.monotonic() - start < 5.0
+        assert http.json("/healthz")["ok"] is True
+        silent.close()
+        trickle.close()
+
+
+def test_the_pages_threads_run_nicer_than_the_bin(sorted_bin):
+    bin_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    web = {
+        t.name: t.native_id for t in threading.enumerate() if t.name.startswith(("waitress-", "smartbin-web"))
+    }
+    assert sorted(web) == ["smartbin-web", "smartbin-web-tally", *(f"waitress-{n}" for n in range(4))]
+    for native_id in web.values():
+        assert os.getpriority(os.PRIO_PROCESS, native_id) == min(19, bin_niceness + NICENESS)
+
+
+def test_lowering_a_threads_priority_leaves_the_others(monkeypatch):
+    def refuse(*args):
+        raise PermissionError(1, "Operation not permitted")  # the systemd unit's system call filter
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = []
+    thread = threading.Thread(
+        target=lambda: (
+            lower_priority(),
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())),
+        )
+    )
+    thread.start()
+    thread.join()
+    assert seen == [min(19, before + NICENESS)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    monkeypatch.setattr(os, "setpriority", refuse)
+    lower_priority()  # refused: nothing changes, nothing raised
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 
 def test_a_kept_simulation_state_dir_keeps_its_token(tmp_path):
