@@ -125,8 +125,10 @@ def make_app(
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
+        """Cheap: what the observer last published, never the event log."""
         status, _ = read()
-        return {"ok": True, "state": status.get("state")}
+        last = status.get("last_item") or {}
+        return {"ok": True, "state": status.get("state"), "last_item_at": last.get("ts")}
 
     @app.get("/api/status")
     def api_status() -> dict[str, Any]:

@@ -55,7 +55,7 @@ def sorted_bin(make_bin, tmp_path: Path):
 
 def test_status_counts_what_the_bin_sorted(sorted_bin):
     b, http, events, _ = sorted_bin
-    assert http.json("/healthz") == {"ok": True, "state": "ready"}
+    assert http.json("/healthz") == {"ok": True, "state": "ready", "last_item_at": events[-1].ts}
     status = http.json("/api/status")
     assert status["model_version"] == b.daemon.model_version
     assert status["last_item"]["id"] == events[-1].id
