@@ -174,6 +174,22 @@ def test_photos_full_size_and_thumbnails(sorted_bin):
     assert "w: expected" in http.json(f"/api/events/{events[0].id}/photo?w=7", expect=400)["error"]
 
 
+def test_a_thumbnail_is_made_once_until_its_photo_changes(sorted_bin):
+    from smartbin.device.web.app import _thumbnail
+
+    _, http, events, _ = sorted_bin
+    path = f"/api/events/{events[0].id}/photo?w=160"
+    first = http.request("GET", path)[2]
+    made = _thumbnail.cache_info().misses
+    assert http.request("GET", path)[2] == first and _thumbnail.cache_info().misses == made
+    photo = Path(events[0].image_path)
+    mtime_ns = photo.stat().st_mtime_ns
+    assert cv2.imwrite(str(photo), np.full((48, 64, 3), (30, 220, 30), np.uint8))  # green now
+    os.utime(photo, ns=(mtime_ns + 10**9, mtime_ns + 10**9))
+    again = cv2.imdecode(np.frombuffer(http.request("GET", path)[2], np.uint8), cv2.IMREAD_COLOR)
+    assert again[..., 1].mean() > 150 and _thumbnail.cache_info().misses == made + 1
+
+
 def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
     b, http, events, token = sorted_bin
     db = sqlite3.connect(b.config.paths.events_db)
