@@ -6,7 +6,9 @@ sending one byte a second, or 120 that opened a connection and said nothing, hel
 as long as they liked: the page, the API, ``/metrics`` and ``/healthz`` waited in the backlog.
 waitress has no per-client limit and no deadline for a request to arrive, so :class:`LimitedServer`
 adds both, checked where waitress checks its own limits (when it accepts, and in its maintenance
-pass), and runs the server's threads at a lower priority than the bin's (:func:`lower_priority`).
+pass); when it is full, the connection that has waited longest for its request makes room for the
+next, so that clients from many addresses cannot shut out a new one either. It also runs the
+server's threads at a lower priority than the bin's (:func:`lower_priority`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ class LimitedChannel(HTTPChannel):
             self.request_started = time.time()
         return super().received(data)
 
+    def waiting_since(self) -> float | None:
+        """Since when it waits for a request (to begin, or to be whole); None: one is served."""
+        if self.requests or self.total_outbufs_len or self.will_close:
+            return None
+        return self.request_started if self.request is not None else self.last_activity
+
 
 class LimitedServer(TcpWSGIServer):
     """waitress's TCP server with :class:`Limits`, its request threads and loop at a lower priority."""
@@ -95,6 +103,28 @@ class LimitedServer(TcpWSGIServer):
         # the first address HOST stands for (an IP address, as web.listen is, stands for one)
         super().__init__(app, dispatcher=LowPriorityDispatcher(), adj=adj, sockinfo=adj.listen[0])
         self.task_dispatcher.set_thread_count(threads)  # once listening: no threads left behind
+
+    def readable(self) -> bool:
+        """waitress stops accepting at ``connection_limit``: keep the last place for a new client."""
+        if self.accepting and len(self._map) >= self.adj.connection_limit - 1:
+            self._make_room()
+        return super().readable()
+
+    def _make_room(self) -> None:
+        """Close the connection that has waited longest for its request (unless one is closing)."""
+        channels = self.active_channels.values()
+        if any(channel.will_close for channel in channels):
+            return
+        waiting = [(since, channel) for channel in channels if (since := channel.waiting_since()) is not None]
+        if waiting:
+            since, oldest = min(waiting, key=lambda pair: pair[0])
+            log.warning(
+                "web: %d connections open; closing the one from %s that waited %.0f s for its request",
+                len(channels),
+                oldest.addr[0],
+                time.time() - since,
+            )
+            oldest.will_close = True
 
     def maintenance(self, now: float) -> None:
         """waitress closes idle connections; this also closes those whose request is late."""

@@ -32,7 +32,14 @@ from smartbin.device.observer_setup import make_observers
 from smartbin.device.simulate import simulation_config, with_web
 from smartbin.device.thresholds import as_status
 from smartbin.device.web import queries
-from smartbin.device.web.limits import BIN_LIMITS, NICENESS, Limits, lower_priority
+from smartbin.device.web.limits import (
+    BIN_LIMITS,
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    NICENESS,
+    Limits,
+    lower_priority,
+)
 from smartbin.device.web.observer import WebObserver
 
 from .conftest import fast_config
@@ -431,6 +438,21 @@ def test_one_address_holding_many_connections_leaves_the_page_answering(sorted_b
             sock.close()
 
 
+def test_clients_from_many_addresses_filling_every_place_leave_one_for_the_next(sorted_bin):
+    """waitress stops accepting at 100 connections; the one that waited longest makes room."""
+    _, http, _, _ = sorted_bin
+    idle = [connect_from(f"127.0.0.{10 + i % 12}", http) for i in range(110)]  # 9 or 10 each
+    try:
+        start = time.monotonic()
+        assert http.json("/healthz")["ok"] is True
+        assert time.monotonic() - start < 2
+        closed = closed_by_the_server(idle, 1)
+        assert 10 <= len(closed) < 20 and set(closed) == set(idle[: len(closed)])  # the oldest
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 def test_a_request_that_trickles_in_or_never_comes_is_cut_off(make_bin, tmp_path):
     """100 clients sending a byte a second held the page past waitress's channel timeout."""
     config = web_config(tmp_path)
@@ -451,6 +473,14 @@ def test_a_request_that_trickles_in_or_never_comes_is_cut_off(make_bin, tmp_path
         assert http.json("/healthz")["ok"] is True
         silent.close()
         trickle.close()
+
+
+def test_headers_and_bodies_past_the_limits_get_431_and_413(sorted_bin):
+    _, http, events, token = sorted_bin
+    assert http.request("GET", "/healthz", headers={"X-Big": "a" * MAX_HEADER_BYTES})[0] == 431
+    auth = {"Authorization": f"Bearer {token}"}
+    body = b'{"label": "glass"' + b" " * MAX_BODY_BYTES + b"}"
+    assert http.request("POST", f"/api/events/{events[0].id}/label", body, auth)[0] == 413
 
 
 def test_the_pages_threads_run_nicer_than_the_bin(sorted_bin):
