@@ -27,7 +27,10 @@ import threading
 import time
 import urllib.request
 
+from smartbin.device.cameras import SAMPLES_DIR, list_images
+
 FIRST_PAGE = 24  # items the page shows at first (app.js' PAGE)
+SAMPLES = len(list_images(SAMPLES_DIR))  # photos per --repeat
 
 
 def free_port() -> int:
@@ -108,7 +111,7 @@ def run(repeat: int, web: bool) -> dict:
         scraper = threading.Thread(target=scrape, daemon=True)
         scraper.start()
         items_at_start = len(latencies)
-        while not stop.is_set() and len(latencies) < repeat * 12 - 5:
+        while not stop.is_set() and len(latencies) < repeat * SAMPLES - 5:
             t = time.perf_counter()
             get(base + "/api/status")
             status_ms.append((time.perf_counter() - t) * 1000)
@@ -122,7 +125,7 @@ def run(repeat: int, web: bool) -> dict:
         # after the last item: the first load of the page
         while True:
             status = json.loads(get(base + "/api/status")[0])
-            if status["items"] == repeat * 12:
+            if status["items"] == repeat * SAMPLES:
                 break
             time.sleep(0.05)
         total = 0
@@ -158,7 +161,9 @@ def run(repeat: int, web: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=50, help="times over the 12 sample photos (default 50)")
+    parser.add_argument(
+        "--repeat", type=int, default=50, help=f"times over the {SAMPLES} sample photos (default 50)"
+    )
     args = parser.parse_args()
     for web in (False, True):
         print(json.dumps(run(args.repeat, web)))

@@ -8,6 +8,7 @@ included (``{"error": "..."}``).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable
@@ -30,6 +31,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_LIMIT = 200
 MAX_BODY = 1024  # bytes of a label request
 THUMB_WIDTHS = (80, 160, 320)  # ?w=N: a smaller copy of the photo (the page's thumbnails)
+THUMB_CACHE = 128  # thumbnails kept in memory, the newest used (a 160-pixel one is about 5 KB)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -125,8 +127,10 @@ def make_app(
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
+        """Cheap: what the observer last published, never the event log."""
         status, _ = read()
-        return {"ok": True, "state": status.get("state")}
+        last = status.get("last_item") or {}
+        return {"ok": True, "state": status.get("state"), "last_item_at": last.get("ts")}
 
     @app.get("/api/status")
     def api_status() -> dict[str, Any]:
@@ -177,7 +181,8 @@ def make_app(
         headers = {"Cache-Control": "public, max-age=3600"}
         if width is None:
             return bottle.static_file(photo.name, root=photo.parent, mimetype="image/jpeg", headers=headers)
-        return bottle.HTTPResponse(_thumbnail(photo, width), **headers, Content_Type="image/jpeg")
+        thumbnail = _thumbnail(photo, width, photo.stat().st_mtime_ns)
+        return bottle.HTTPResponse(thumbnail, **headers, Content_Type="image/jpeg")
 
     @app.post("/api/events/<event_id:int>/label")
     def api_label(event_id: int) -> dict[str, Any]:
@@ -260,8 +265,12 @@ def _label_from_body(labels: list[str]) -> str:
     return label
 
 
-def _thumbnail(photo: Path, width: int) -> bytes:
-    """A JPEG ``width`` pixels wide; libjpeg decodes at 1/4 size when that is still wide enough."""
+@functools.lru_cache(maxsize=THUMB_CACHE)
+def _thumbnail(photo: Path, width: int, mtime_ns: int) -> bytes:
+    """A JPEG ``width`` pixels wide; libjpeg decodes at 1/4 size when that is still wide enough.
+
+    Cached: every viewer of the page asks for the same few; ``mtime_ns`` keys a replaced photo anew.
+    """
     rgb = cv2.imread(str(photo), cv2.IMREAD_REDUCED_COLOR_4 if width <= 160 else cv2.IMREAD_REDUCED_COLOR_2)
     if rgb is None:
         raise ApiError(404, f"{photo.name}: cannot be decoded")

@@ -40,6 +40,11 @@ class OncePerInterval(logging.Filter):
 
 def limit_queue_warnings() -> None:
     """Rate-limit waitress's queue-depth warnings (once per process)."""
-    logger = logging.getLogger(QUEUE_LOGGER)
+    limit_warnings(QUEUE_LOGGER)
+
+
+def limit_warnings(name: str) -> None:
+    """Rate-limit the records of logger ``name`` (once per process)."""
+    logger = logging.getLogger(name)
     if not any(isinstance(f, OncePerInterval) for f in logger.filters):
         logger.addFilter(OncePerInterval())

@@ -5,7 +5,9 @@ lock); a worker thread takes it, keeps the :class:`~.tally.Tally` and publishes 
 status and the tally's snapshot as one tuple, which the server's threads read (a reference,
 never changed after it is published). waitress serves the app on a thread of its own with a
 small pool of request threads; each request opens its own SQLite connection. Nothing the
-server does can hold up an item: the cycle never waits for, or shares a lock with, any of them.
+server does can hold up an item: the cycle never waits for, or shares a lock with, any of them,
+and they all run at a lower priority than the bin's threads (:mod:`.limits`, which also bounds
+what one client can hold of the server).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from waitress import wasyncore
-from waitress.server import create_server
 
 from ...config import Config
 from ...errors import os_error_reason
 from ..observers import QueuedObserver
 from . import queries
 from .app import make_app
+from .limits import BIN_LIMITS, LimitedServer, Limits, lower_priority
 from .log_limit import limit_queue_warnings
 from .tally import Tally
 
@@ -39,9 +41,10 @@ class WebObserver(QueuedObserver):
 
     name = "web"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, limits: Limits = BIN_LIMITS) -> None:
         super().__init__()
         self.config = config
+        self.limits = limits
         self.address = config.web.address
         self.url: str | None = None  # once listening
         self.error: str | None = None  # why it does not serve
@@ -86,11 +89,12 @@ class WebObserver(QueuedObserver):
         limit_queue_warnings()
         app = make_app(self.config, self.view, lambda review: self.inbox.put(("review", review)))
         try:
-            self._server = create_server(
+            self._server = LimitedServer(
                 app,
-                host=host,
-                port=port,
+                host,
+                port,
                 threads=SERVER_THREADS,
+                limits=self.limits,
                 ident="smartbin",
                 clear_untrusted_proxy_headers=True,
             )
@@ -109,6 +113,7 @@ class WebObserver(QueuedObserver):
     # --- the worker -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        lower_priority()
         self._count_the_log()
         status: Mapping[str, Any] = {}
         busy = False

@@ -6,12 +6,16 @@ to the fallback compartment ``other``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import sqlite3
 import stat
+import threading
+import time
 import urllib.parse
 import wsgiref.util
 from datetime import UTC, datetime, timedelta
@@ -26,13 +30,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from smartbin.device.commands.simulate import simulation_config, with_web
 from smartbin.device.home.observer_setup import make_observers
 from smartbin.device.home.web import queries
+from smartbin.device.home.web.limits import (
+    BIN_LIMITS,
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    NICENESS,
+    Limits,
+    lower_priority,
+)
 from smartbin.device.home.web.observer import WebObserver
 from smartbin.device.records.events import EventLog, ItemEvent, add_review, reviewed_labels
 from smartbin.device.records.photos import ImageStore
 from smartbin.device.thresholds import as_status
 
 from ..conftest import fast_config
-from .web_client import new_token, page_of, wait_for_items, web_config
+from .web_client import Http, new_token, page_of, wait_for_items, web_config
 
 
 @pytest.fixture
@@ -51,7 +63,7 @@ def sorted_bin(make_bin, tmp_path: Path):
 
 def test_status_counts_what_the_bin_sorted(sorted_bin):
     b, http, events, _ = sorted_bin
-    assert http.json("/healthz") == {"ok": True, "state": "ready"}
+    assert http.json("/healthz") == {"ok": True, "state": "ready", "last_item_at": events[-1].ts}
     status = http.json("/api/status")
     assert status["model_version"] == b.daemon.model_version
     assert status["last_item"]["id"] == events[-1].id
@@ -168,6 +180,22 @@ def test_photos_full_size_and_thumbnails(sorted_bin):
     Path(events[1].image_path).unlink()  # pruned
     assert "no longer kept" in http.json(f"/api/events/{events[1].id}/photo", expect=404)["error"]
     assert "w: expected" in http.json(f"/api/events/{events[0].id}/photo?w=7", expect=400)["error"]
+
+
+def test_a_thumbnail_is_made_once_until_its_photo_changes(sorted_bin):
+    from smartbin.device.home.web.app import _thumbnail
+
+    _, http, events, _ = sorted_bin
+    path = f"/api/events/{events[0].id}/photo?w=160"
+    first = http.request("GET", path)[2]
+    made = _thumbnail.cache_info().misses
+    assert http.request("GET", path)[2] == first and _thumbnail.cache_info().misses == made
+    photo = Path(events[0].image_path)
+    mtime_ns = photo.stat().st_mtime_ns
+    assert cv2.imwrite(str(photo), np.full((48, 64, 3), (30, 220, 30), np.uint8))  # green now
+    os.utime(photo, ns=(mtime_ns + 10**9, mtime_ns + 10**9))
+    again = cv2.imdecode(np.frombuffer(http.request("GET", path)[2], np.uint8), cv2.IMREAD_COLOR)
+    assert again[..., 1].mean() > 150 and _thumbnail.cache_info().misses == made + 1
 
 
 def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
@@ -360,6 +388,131 @@ def test_without_the_event_log_pruning_is_oldest_first(tmp_path):
     start = datetime(2026, 12, 1, tzinfo=UTC)
     names = [store.save(rgb, start + timedelta(seconds=i), "can").name for i in range(3)]
     assert sorted(p.name for p in store.directory.iterdir()) == names[1:]
+
+
+def connect_from(source: str, http: Http) -> socket.socket:
+    """A connection to the page from ``source``: Linux answers all of 127/8 on loopback, so
+    127.0.0.2 is another client on this machine."""
+    address = urllib.parse.urlsplit(http.base)
+    sock = socket.socket()
+    try:
+        sock.bind((source, 0))
+    except OSError as exc:
+        sock.close()
+        pytest.skip(f"cannot connect from {source}: {exc}")
+    sock.connect((address.hostname, address.port))
+    return sock
+
+
+def closed_by_the_server(socks: list[socket.socket], timeout: float) -> list[socket.socket]:
+    """Those of ``socks`` that the server closes within ``timeout`` without answering."""
+    closed: list[socket.socket] = []
+    open_ = list(socks)
+    deadline = time.monotonic() + timeout
+    while open_ and time.monotonic() < deadline:
+        readable, _, _ = select.select(open_, [], [], max(0.0, deadline - time.monotonic()))
+        for sock in readable:
+            with contextlib.suppress(ConnectionResetError):  # it closed before reading what came
+                assert sock.recv(1024) == b"", "the server answered"
+            open_.remove(sock)
+            closed.append(sock)
+    return closed
+
+
+def test_one_address_holding_many_connections_leaves_the_page_answering(sorted_bin):
+    """120 idle connections once held waitress's 100 slots for its 120 s channel timeout."""
+    _, http, _, _ = sorted_bin
+    idle = [connect_from("127.0.0.2", http) for _ in range(120)]
+    slow = [connect_from("127.0.0.3", http) for _ in range(20)]
+    try:
+        for sock in slow:
+            with contextlib.suppress(OSError):  # one past the limit may be closed already
+                sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: bin\r\n")  # and never the end
+        start = time.monotonic()
+        assert http.json("/healthz")["ok"] is True
+        assert http.json("/api/status")["items"] == 3
+        assert time.monotonic() - start < 2  # it waited for no timeout
+        assert len(closed_by_the_server(idle, 2)) == 120 - BIN_LIMITS.per_client
+        assert len(closed_by_the_server(slow, 0.5)) == 20 - BIN_LIMITS.per_client
+    finally:
+        for sock in idle + slow:
+            sock.close()
+
+
+def test_clients_from_many_addresses_filling_every_place_leave_one_for_the_next(sorted_bin):
+    """waitress stops accepting at 100 connections; the one that waited longest makes room."""
+    _, http, _, _ = sorted_bin
+    idle = [connect_from(f"127.0.0.{10 + i % 12}", http) for i in range(110)]  # 9 or 10 each
+    try:
+        start = time.monotonic()
+        assert http.json("/healthz")["ok"] is True
+        assert time.monotonic() - start < 2
+        closed = closed_by_the_server(idle, 1)
+        assert 10 <= len(closed) < 20 and set(closed) == set(idle[: len(closed)])  # the oldest
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_request_that_trickles_in_or_never_comes_is_cut_off(make_bin, tmp_path):
+    """100 clients sending a byte a second held the page past waitress's channel timeout."""
+    config = web_config(tmp_path)
+    web = WebObserver(config, Limits(request_deadline_s=1.0, idle_timeout_s=2))
+    with make_bin("red", config=config, observers=[web]):
+        http = page_of(web)
+        silent = connect_from("127.0.0.2", http)
+        trickle = connect_from("127.0.0.2", http)
+        start = time.monotonic()
+        cut = None
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: bin\r\nX-Slow: " + b"a" * 100:
+            if closed_by_the_server([trickle], 0.1):
+                cut = time.monotonic() - start
+                break
+            trickle.send(bytes([byte]))
+        assert cut is not None and 1.0 <= cut < 3.5  # the deadline, then at most 2 maintenance passes
+        assert closed_by_the_server([silent], 5) and 2.0 <= time.monotonic() - start < 5.0
+        assert http.json("/healthz")["ok"] is True
+        silent.close()
+        trickle.close()
+
+
+def test_headers_and_bodies_past_the_limits_get_431_and_413(sorted_bin):
+    _, http, events, token = sorted_bin
+    assert http.request("GET", "/healthz", headers={"X-Big": "a" * MAX_HEADER_BYTES})[0] == 431
+    auth = {"Authorization": f"Bearer {token}"}
+    body = b'{"label": "glass"' + b" " * MAX_BODY_BYTES + b"}"
+    assert http.request("POST", f"/api/events/{events[0].id}/label", body, auth)[0] == 413
+
+
+def test_the_pages_threads_run_nicer_than_the_bin(sorted_bin):
+    bin_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    web = {
+        t.name: t.native_id for t in threading.enumerate() if t.name.startswith(("waitress-", "smartbin-web"))
+    }
+    assert sorted(web) == ["smartbin-web", "smartbin-web-tally", *(f"waitress-{n}" for n in range(4))]
+    for native_id in web.values():
+        assert os.getpriority(os.PRIO_PROCESS, native_id) == min(19, bin_niceness + NICENESS)
+
+
+def test_lowering_a_threads_priority_leaves_the_others(monkeypatch):
+    def refuse(*args):
+        raise PermissionError(1, "Operation not permitted")  # the systemd unit's system call filter
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = []
+    thread = threading.Thread(
+        target=lambda: (
+            lower_priority(),
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())),
+        )
+    )
+    thread.start()
+    thread.join()
+    assert seen == [min(19, before + NICENESS)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    monkeypatch.setattr(os, "setpriority", refuse)
+    lower_priority()  # refused: nothing changes, nothing raised
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 
 def test_a_kept_simulation_state_dir_keeps_its_token(tmp_path):
