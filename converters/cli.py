@@ -1,4 +1,4 @@
-"""Sub-commands of this area (see smartbin.device.cli): convert, evaluate, export-serving.
+"""Sub-commands of this area (see smartbin.device.cli): convert, evaluate, export-serving, bundle import.
 
 Only argparse here: TensorFlow and the converters' modules are imported inside the handlers.
 """
@@ -8,6 +8,7 @@ import json
 import logging
 
 from smartbin.device.commands.arguments import given_path, thread_count
+from smartbin.device.vision.bundle import RESIZE_MODES
 
 from . import DEFAULT_PURITY, QUANTIZATIONS
 
@@ -82,6 +83,25 @@ def _export_serving(args: argparse.Namespace) -> int:
 
     out = export_serving(args.run_dir, args.out)
     print(f"wrote SavedModel {out} (signature 'serving_default': image_bytes -> scores, labels, label)")
+    return 0
+
+
+def _bundle_import(args: argparse.Namespace) -> int:
+    from smartbin.device.config import default_config_path, load_config
+
+    from .model_import import import_model, next_steps
+
+    config = load_config(args.config if args.config is not None else default_config_path())
+    result = import_model(
+        args.model,
+        args.labels,
+        args.out,
+        input_range=tuple(args.input_range) if args.input_range else None,
+        resize=args.resize,
+        name=args.name,
+    )
+    print(result.summary())
+    print(next_steps(result.bundle, config))
     return 0
 
 
@@ -185,3 +205,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="SavedModel directory to create (must not exist)",
     )
     p.set_defaults(func=_export_serving, left_on_interrupt="{out} was not created")
+
+    p = subparsers.add_parser("bundle", help="model bundles made elsewhere")
+    sub = p.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+    p = sub.add_parser(
+        "import",
+        help="turn a Teachable Machine or Model Maker .tflite and its labels into a verified bundle",
+        description="Read MODEL's input size, dtype and quantisation with the TFLite interpreter, "
+        "check LABELS against its outputs, see on the sample photos, a black and a white frame whether "
+        "it outputs probabilities or logits, verify it as a bin would and write the bundle. Needs no "
+        "TensorFlow: it runs on a bin too.",
+    )
+    p.add_argument(
+        "model", metavar="MODEL", type=given_path, help="the exported .tflite file (float or quantized)"
+    )
+    p.add_argument(
+        "labels",
+        metavar="LABELS",
+        type=given_path,
+        help="its labels.txt: '0 can' lines (Teachable Machine) or one name per line (Model Maker)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="BUNDLE",
+        type=given_path,
+        help="bundle directory to write (replaced if it is one)",
+    )
+    p.add_argument(
+        "--input-range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="where a float model wants pixels 0..255: -1 1 (the default, Teachable Machine), 0 1 "
+        "(Model Maker) or 0 255; a quantized model's own quantisation says it unless this is given",
+    )
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default="stretch",
+        help="how a frame becomes the model's input size (default: %(default)s)",
+    )
+    p.add_argument("--name", help="bundle name (default: imported-<quantisation>)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        type=given_path,
+        help="the bin's config, to say whether it sorts by these labels (default: as 'smartbin run' finds it)",
+    )
+    p.set_defaults(func=_bundle_import, left_on_interrupt="{out} left as it was")

@@ -80,7 +80,8 @@ class Classifier:
     """Owns one TFLite interpreter for one bundle. Not thread-safe: one caller at a time.
 
     ``verify=False`` skips the checks that catch a lying bundle (input dtype and quantisation,
-    the test frames): the parity gate measures a fresh conversion as it is, then verifies it.
+    the test frames): the parity gate measures a fresh conversion as it is, then verifies it, and
+    ``smartbin bundle import`` runs them with test frames and a remedy of its own (:meth:`verify`).
     """
 
     def __init__(self, bundle: Bundle, *, threads: int | None = None, verify: bool = True) -> None:
@@ -101,8 +102,14 @@ class Classifier:
         self._outputs_logits = bundle.output_kind == "logits"
         self._check_shapes()
         if verify:
-            self._check_input_fits()
-            self._self_test()
+            self.verify()
+
+    def verify(self, frames: Sequence[np.ndarray] = (), *, remedy: str = _REBUILD) -> None:
+        """The checks that catch a lying bundle: the manifest's input dtype and preprocessing against
+        the input tensor, then the scores of :func:`probe_frames` and of ``frames``. Each refusal is a
+        one-line :class:`BundleError` ending in ``remedy`` (what to do about it)."""
+        self._check_input_fits(remedy)
+        self._self_test([*probe_frames(self.bundle.input), *frames], remedy)
 
     def _check_shapes(self) -> None:
         """Refuse a manifest whose input size or label count is not the model's."""
@@ -117,19 +124,19 @@ class Classifier:
                 f"{bundle.path}: model has {n_out} outputs but the manifest lists {len(bundle.labels)} labels"
             )
 
-    def _check_input_fits(self) -> None:
+    def _check_input_fits(self, remedy: str) -> None:
         """Refuse a manifest whose preprocessing does not make what the input tensor takes."""
         bundle, spec = self.bundle, self.bundle.input
         dtype = self.input_dtype
         if dtype.name != spec.dtype:
             raise BundleError(
                 f"{bundle.path}: the manifest says input dtype {spec.dtype} but the model takes "
-                f"{dtype.name}; {_REBUILD}"
+                f"{dtype.name}; {remedy}"
             )
         if np.issubdtype(dtype, np.integer):
-            self._check_pixels_fit_integer_input(dtype)
+            self._check_pixels_fit_integer_input(dtype, remedy)
 
-    def _check_pixels_fit_integer_input(self, dtype: np.dtype) -> None:
+    def _check_pixels_fit_integer_input(self, dtype: np.dtype, remedy: str) -> None:
         """Pixels 0..255 mapped by the manifest must spread over the input's integer levels.
 
         A manifest made for a float model (``scale`` 1/255) on a uint8 model crowds every pixel
@@ -145,39 +152,41 @@ class Classifier:
             raise BundleError(
                 f"{self.bundle.path}: the manifest's preprocessing (pixel * {spec.scale:g} + {spec.offset:g}) "
                 f"does not fit the model's {dtype.name} input (scale {scale:g}, zero point {zero_point}): "
-                f"pixels 0..255 would become {low:.1f}..{high:.1f} of its {info.min}..{info.max}; {_REBUILD}"
+                f"pixels 0..255 would become {low:.1f}..{high:.1f} of its {info.min}..{info.max}; {remedy}"
             )
 
-    def _self_test(self) -> None:
-        """Run very different synthetic frames; refuse errors, constant scores and non-probabilities."""
+    def _self_test(self, frames: Sequence[np.ndarray], remedy: str) -> None:
+        """Run very different frames; refuse errors, constant scores and non-probabilities."""
         where = self.bundle.path
         try:
-            results = [self.scores(frame) for frame in probe_frames(self.bundle.input)]
+            results = [self.scores(frame) for frame in frames]
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"{where}: the model cannot run an inference ({_first_line(exc)})") from None
         for scores in results:
             if not np.all(np.isfinite(scores)):
-                raise BundleError(
-                    f"{where}: the model gives non-finite scores ({_format(scores)}); {_REBUILD}"
-                )
+                raise BundleError(f"{where}: the model gives non-finite scores ({_format(scores)}); {remedy}")
         if np.ptp(np.stack(results), axis=0).max() <= 1e-6:
             raise BundleError(
                 f"{where}: the model gives the same scores ({_format(results[0])}) for very different "
-                f"frames, so it cannot tell items apart; {_REBUILD}"
+                f"frames, so it cannot tell items apart; {remedy}"
             )
         if self._outputs_logits:
             return
+        for scores in results:
+            if not self.are_probabilities(scores):
+                raise BundleError(
+                    f"{where}: the manifest says the model outputs probabilities, but it gives "
+                    f"{_format(scores)} (sum {float(scores.sum()):.3g}); if they are logits, say so in the "
+                    f'manifest ("output": {{"kind": "logits"}}), else {remedy}'
+                )
+
+    def are_probabilities(self, scores: np.ndarray) -> bool:
+        """Whether one frame's scores are a distribution: none below 0 and a sum of 1, within
+        :data:`PROBABILITY_TOLERANCE` plus one quantisation step per label of an integer output."""
         integer_output = np.issubdtype(np.dtype(self._output["dtype"]), np.integer)
         step = _quantization(self._output)[0] if integer_output else 0.0
         tolerance = PROBABILITY_TOLERANCE + len(self.bundle.labels) * step
-        for scores in results:
-            total = float(scores.sum())
-            if scores.min() < -tolerance or abs(total - 1.0) > tolerance:
-                raise BundleError(
-                    f"{where}: the manifest says the model outputs probabilities, but it gives "
-                    f"{_format(scores)} (sum {total:.3g}); if they are logits, say so in the manifest "
-                    f'("output": {{"kind": "logits"}}), else {_REBUILD}'
-                )
+        return bool(scores.min() >= -tolerance and abs(float(scores.sum()) - 1.0) <= tolerance)
 
     @property
     def input_dtype(self) -> np.dtype:
