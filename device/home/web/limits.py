@@ -155,8 +155,8 @@ class LowPriorityDispatcher(ThreadedTaskDispatcher):
 def lower_priority() -> None:
     """Make the calling thread :data:`NICENESS` steps nicer, so that the bin's threads come first.
 
-    On Linux niceness belongs to a thread (``setpriority`` with its thread id). Elsewhere, or where
-    the system call is refused (the systemd unit's system call filter), nothing changes.
+    On Linux niceness belongs to a thread (``setpriority`` with its thread id); the systemd unit's
+    system call filter lets that call through. Elsewhere, or where it is refused, nothing changes.
     """
     if not sys.platform.startswith("linux"):
         return
