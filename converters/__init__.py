@@ -2,6 +2,10 @@
 
 # The TFLite quantisation modes `smartbin convert --quantize` offers (see converters/tflite.py).
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-# What share of the validation photos a label's threshold must leave in its compartment, by default
-# (`smartbin convert --purity`, see converters/outcomes.py).
+# What the thresholds are chosen for on the validation photos, by default (`smartbin convert`, see
+# converters/outcomes.py): at most this share of the recyclables into a wrong recycling compartment,
+# and at least this share of everything else kept out of the recycling.
+DEFAULT_MAX_WRONG = 0.01
+DEFAULT_MIN_KEPT_OUT = 0.98
+# `smartbin convert --purity`: each label's threshold for this purity instead.
 DEFAULT_PURITY = 0.98

@@ -10,7 +10,7 @@ import logging
 from smartbin.device.commands.arguments import given_path, thread_count
 from smartbin.device.vision.bundle import RESIZE_MODES
 
-from . import DEFAULT_PURITY, QUANTIZATIONS
+from . import DEFAULT_MAX_WRONG, DEFAULT_MIN_KEPT_OUT, DEFAULT_PURITY, QUANTIZATIONS
 
 
 def _import_tensorflow() -> None:
@@ -23,6 +23,7 @@ def _import_tensorflow() -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from .convert import check_arguments, convert_run
+    from .outcomes import SortingTarget, format_outcomes
     from .parity import ParityGateError, by_source_summary
     from .run_dir import load_run
 
@@ -32,7 +33,9 @@ def _convert(args: argparse.Namespace) -> int:
         "version": args.version,
         "name": args.name,
         "threads": args.threads,
-        "purity": args.purity / 100,
+        "target": SortingTarget(
+            args.max_wrong / 100, args.min_kept_out / 100, None if args.purity is None else args.purity / 100
+        ),
     }
     check_arguments(args.quantize, args.out, **options)  # all of it before TensorFlow's ~10 s start
     load_run(args.run_dir)
@@ -49,8 +52,10 @@ def _convert(args: argparse.Namespace) -> int:
         chosen = result.sorting["chosen_on"]
         shown = ", ".join(f"{label} {t:.2f}" for label, t in result.sorting["thresholds"].items())
         print(
-            f"thresholds for {100 * chosen['target_purity']:g}% purity on {chosen['images']} {chosen['split']} images: {shown}"
+            f"thresholds for {options['target'].describe()} on {chosen['images']} {chosen['split']} images: {shown}"
         )
+        if options["target"].purity is None:
+            print(format_outcomes(result.sorting["figures"]))
     print(
         f"wrote {result.bundle} (version {result.version}, {result.size_bytes:,} bytes, "
         f"converted in {result.seconds:.1f} s)"
@@ -144,12 +149,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=thread_count, metavar="N", help="interpreter threads for the parity check"
     )
     p.add_argument(
+        "--max-wrong",
+        type=float,
+        default=100 * DEFAULT_MAX_WRONG,
+        metavar="PERCENT",
+        help="choose the thresholds that send the most recyclables of the validation photos into their "
+        "own compartment while at most this share goes into a wrong one (default: %(default)g)",
+    )
+    p.add_argument(
+        "--min-kept-out",
+        type=float,
+        default=100 * DEFAULT_MIN_KEPT_OUT,
+        metavar="PERCENT",
+        help="...and at least this share of the rest stays out of the recycling (default: %(default)g)",
+    )
+    p.add_argument(
         "--purity",
         type=float,
-        default=100 * DEFAULT_PURITY,
         metavar="PERCENT",
-        help="choose each label's threshold so that what the bin sorts by it is this pure on the "
-        "validation photos (default: %(default)g)",
+        help="instead, choose each label's threshold on its own, so that what the bin sorts by it is "
+        f"this pure (the older rule; e.g. {100 * DEFAULT_PURITY:g})",
     )
     p.set_defaults(func=_convert, left_on_interrupt="{out} left as it was")
 

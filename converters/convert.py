@@ -7,6 +7,7 @@ a good bundle already there stays, and no new one appears.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -17,15 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from smartbin.device.config import parse_config
 from smartbin.device.errors import BundleError, SmartbinError
 from smartbin.device.files import check_out_dir
 from smartbin.device.vision.bundle import LABELS_NAME, MANIFEST_NAME, InputSpec, is_safe_name, load_bundle
 from smartbin.device.vision.native import native_stderr_silenced
 
-from . import DEFAULT_PURITY, tflite
+from . import tflite
 from .bundle_writer import MODEL_NAME, write_bundle
 from .frames import load_frames, sample_examples
-from .outcomes import choose_thresholds
+from .outcomes import DEFAULT_TARGET, SortingTarget
 from .parity import (
     ParityReport,
     accuracy_by_source,
@@ -74,7 +76,7 @@ def check_arguments(
     version: str | None = None,
     name: str | None = None,
     threads: int | None = None,
-    purity: float = DEFAULT_PURITY,
+    target: SortingTarget = DEFAULT_TARGET,
 ) -> None:
     """Refuse bad arguments in one line before minutes of conversion (as :func:`convert_run` takes them)."""
     if quantization not in tflite.QUANTIZATIONS:
@@ -87,8 +89,7 @@ def check_arguments(
         raise SmartbinError(f"--representative must be at least 1 image, got {representative}")
     if threads is not None and threads < 1:
         raise SmartbinError(f"--threads must be 1 or more, got {threads}")
-    if not 0.5 <= purity <= 1:  # NaN too
-        raise SmartbinError(f"--purity must be 50 to 100 (percent), got {100 * purity:g}")
+    target.check()
     # The version defaults to <name>-<date>-<sha256[:8]> (see write_bundle): that must be safe too.
     if name is not None and not is_safe_name(f"{name}-YYYYMMDD-01234567"):
         raise BundleError(
@@ -121,9 +122,9 @@ def convert_run(
     version: str | None = None,
     name: str | None = None,
     threads: int | None = None,
-    purity: float = DEFAULT_PURITY,
+    target: SortingTarget = DEFAULT_TARGET,
 ) -> ConvertResult:
-    """Convert, gate, choose each label's threshold, publish. Raises
+    """Convert, gate, choose the thresholds for ``target``, publish. Raises
     :class:`~.parity.ParityGateError` (nothing published) on a failed gate."""
     out = Path(out)
     check_arguments(
@@ -134,7 +135,7 @@ def convert_run(
         version=version,
         name=name,
         threads=threads,
-        purity=purity,
+        target=target,
     )
     run = load_run(run_dir)
     gate_split, gate_items = gate_examples(run)
@@ -174,7 +175,7 @@ def convert_run(
         log.debug("%s", report.summary())
         report.check(max_drop)
         check_bin_accepts(staged, threads=threads)
-        sorting = sorting_thresholds(run, staged, spec, purity, threads)
+        sorting = sorting_thresholds(run, staged, spec, target, threads)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
 
@@ -199,32 +200,22 @@ def convert_run(
 
 
 def sorting_thresholds(
-    run: TrainingRun, bundle: Path, spec: InputSpec, purity: float, threads: int | None
+    run: TrainingRun, bundle: Path, spec: InputSpec, target: SortingTarget, threads: int | None
 ) -> dict[str, Any]:
-    """The manifest's ``sorting``: per label, the lowest confidence of the converted model at which
-    the validation photos it sorts by that label are ``purity`` pure, with the figures behind it.
+    """The manifest's ``sorting``: the converted model's thresholds chosen for ``target`` on the
+    validation photos with the default config's label map, and the figures they were chosen on.
     Validation, not test: the test split stays for measuring the result."""
     split = "val" if run.splits["val"] else "test"
     items = run.splits[split]
     if not items:
         return {}
     scores, _ = bundle_scores(bundle, load_frames(items, spec), threads=threads)
-    truth = np.array([run.label_index(ex.label) for ex in items])
-    figures = choose_thresholds(scores, truth, run.labels, purity)
-    for label, f in figures.items():
-        level = "" if f["met"] else f" (short of {100 * purity:g}%)"
-        log.info(
-            "threshold %s %.2f: %.1f%% pure%s, %d of %d %s photos sorted",
-            label,
-            f["threshold"],
-            100 * f["purity"],
-            level,
-            f["sorted"],
-            f["support"],
-            split,
-        )
+    thresholds, figures = target.choose(
+        scores, [ex.label for ex in items], run.labels, parse_config({}).sorting
+    )
+    log.info("thresholds for %s on %d %s photos: %s", target.describe(), len(items), split, thresholds)
     return {
-        "thresholds": {label: f["threshold"] for label, f in figures.items()},
-        "chosen_on": {"split": split, "images": len(items), "target_purity": purity},
+        "thresholds": thresholds,
+        "chosen_on": {"split": split, "images": len(items), **dataclasses.asdict(target)},
         "figures": figures,
     }

@@ -1,4 +1,4 @@
-"""What ends up in each compartment: sorting outcomes, and thresholds chosen for purity.
+"""What ends up in each compartment: sorting outcomes, and the thresholds that give the best ones.
 
 Accuracy says how often the top label is right; a bin's owner cares where items land. Here every
 photo goes through the bin's own :func:`~smartbin.device.decision.decide` (its label's threshold,
@@ -9,11 +9,20 @@ pure each recycling compartment is.
 A true class is *recyclable* when the config maps it to a compartment other than the fallback;
 every other class (``trash``, or a kind the model does not know at all) is *rest*: it belongs in
 the fallback compartment. Numpy only, so ``smartbin evaluate`` runs on a bin too.
+
+Thresholds are chosen for the outcome itself (:func:`choose_for_outcome`): as many recyclables as
+possible into their own compartment while at most a given share goes into a wrong one and at least
+a given share of the rest is kept out. Choosing each label's threshold for a purity of its own
+(:func:`choose_thresholds`, ``convert --purity``) is the older rule: on the default model's
+validation photos it sent glass to the rest below 0.91 for its compartment's sake and lost a
+quarter of the recyclables, where the outcome rule keeps glass's threshold low and raises the
+labels that bring in wrong items (docs/conversion.md has the figures).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +30,107 @@ import numpy as np
 
 from smartbin.device.config import NO_COMPARTMENT, SortingConfig
 from smartbin.device.decision import decide
+from smartbin.device.errors import SmartbinError
 from smartbin.device.vision.classifier import Prediction
 
-from . import DEFAULT_PURITY
+from . import DEFAULT_MAX_WRONG, DEFAULT_MIN_KEPT_OUT, DEFAULT_PURITY
 
 OWN, WRONG, REST, NO_MOVE = "own", "wrong_recycling", "rest", "no_move"
+#: The thresholds :func:`choose_for_outcome` tries for each label.
+THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+@dataclass(frozen=True)
+class SortingTarget:
+    """What a bundle's thresholds are chosen for on the validation photos: the outcome
+    (``max_wrong``, ``min_kept_out``, shares 0-1), or with ``purity`` each label on its own."""
+
+    max_wrong: float = DEFAULT_MAX_WRONG
+    min_kept_out: float = DEFAULT_MIN_KEPT_OUT
+    purity: float | None = None
+
+    def check(self) -> None:
+        """One-line :class:`SmartbinError` for a share out of range (NaN included)."""
+        if not 0 <= self.max_wrong <= 0.5:
+            raise SmartbinError(f"--max-wrong must be 0 to 50 (percent), got {100 * self.max_wrong:g}")
+        if not 0.5 <= self.min_kept_out <= 1:
+            raise SmartbinError(
+                f"--min-kept-out must be 50 to 100 (percent), got {100 * self.min_kept_out:g}"
+            )
+        if self.purity is not None and not 0.5 <= self.purity <= 1:
+            raise SmartbinError(f"--purity must be 50 to 100 (percent), got {100 * self.purity:g}")
+
+    def describe(self) -> str:
+        if self.purity is not None:
+            return f"{100 * self.purity:g}% purity per label"
+        return f"at most {100 * self.max_wrong:g}% wrong, at least {100 * self.min_kept_out:g}% of the rest kept out"
+
+    def choose(
+        self, scores: np.ndarray, true_classes: Sequence[str], labels: Sequence[str], sorting: SortingConfig
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """The thresholds, and the figures they were chosen on (for the manifest)."""
+        if self.purity is None:
+            thresholds, outcome = choose_for_outcome(
+                scores, true_classes, labels, sorting, self.max_wrong, self.min_kept_out
+            )
+            return thresholds, outcome
+        truth = np.array([labels.index(c) if c in labels else -1 for c in true_classes])
+        figures = choose_thresholds(scores, truth, labels, self.purity)
+        return {label: f["threshold"] for label, f in figures.items()}, figures
+
+
+#: The default: the outcome targets of converters/__init__.py.
+DEFAULT_TARGET = SortingTarget()
+
+
+def choose_for_outcome(
+    scores: np.ndarray,
+    true_classes: Sequence[str],
+    labels: Sequence[str],
+    sorting: SortingConfig,
+    max_wrong: float = DEFAULT_MAX_WRONG,
+    min_kept_out: float = DEFAULT_MIN_KEPT_OUT,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Thresholds for the labels the config sorts into a recycling compartment that send the most
+    recyclables into their own compartment while at most ``max_wrong`` of them go into a wrong one
+    and at least ``min_kept_out`` of the rest stays out of the recycling; and the outcome they give.
+
+    ``scores`` is (photos, labels), ``true_classes`` what each photo is. A photo's fate depends on
+    its top label's threshold alone, so each label's effect at each :data:`THRESHOLD_GRID` value is
+    counted once (own, wrong, rest let in), and a knapsack over the labels, with the wrong and
+    let-in counts as its two budgets, finds the best combination exactly (searching one label at a
+    time gets stuck: the first label spends the whole budget). A tie keeps the higher thresholds.
+    Labels sent to the fallback or to ``"none"`` get no threshold: theirs changes nothing here.
+    """
+    fallback = sorting.fallback
+    homes = np.array([_home(c, sorting) for c in true_classes])
+    recyclable = homes != fallback
+    top = scores.argmax(axis=1)
+    confidence = scores.max(axis=1)
+    budget = (
+        int(np.floor(max_wrong * recyclable.sum() + 1e-9)),
+        int(np.floor((1 - min_kept_out) * (~recyclable).sum() + 1e-9)),
+    )
+    # (wrong, let in) -> (own, thresholds so far)
+    states: dict[tuple[int, int], tuple[int, dict[str, float]]] = {(0, 0): (0, {})}
+    for index, label in enumerate(labels):
+        target = sorting.labels.get(label)
+        if target in (None, NO_COMPARTMENT, fallback):
+            continue
+        mine = top == index
+        grown: dict[tuple[int, int], tuple[int, dict[str, float]]] = {}
+        for value in sorted(THRESHOLD_GRID, reverse=True):
+            sent = mine & (confidence >= value)
+            own = int(np.sum(sent & (homes == target)))
+            step = (int(np.sum(sent & recyclable & (homes != target))), int(np.sum(sent & ~recyclable)))
+            for (wrong, let_in), (so_far, chosen) in states.items():
+                key = (wrong + step[0], let_in + step[1])
+                if key[0] <= budget[0] and key[1] <= budget[1] and own + so_far > grown.get(key, (-1,))[0]:
+                    grown[key] = (own + so_far, chosen | {label: value})
+        states = grown
+    _, thresholds = max(states.values(), key=lambda state: (state[0], sum(state[1].values())))
+    went = [compartment_of(row, labels, sorting, thresholds) for row in scores]
+    return thresholds, sorting_outcomes(went, true_classes, sorting)
 
 
 def choose_thresholds(

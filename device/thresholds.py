@@ -5,9 +5,9 @@ threshold; below it, the fallback (rest) compartment. The thresholds in force, f
 
 1. ``[sorting.thresholds] LABEL = x`` in the config (``config``);
 2. ``[sorting] threshold = x`` in the config, for every label (``config``);
-3. the bundle's manifest, ``sorting.thresholds``: chosen per label when the model was converted, as
-   the lowest confidence at which what lands in that label's compartment met a target purity on
-   the validation photos (``model``);
+3. the bundle's manifest, ``sorting.thresholds``: chosen when the model was converted so that the
+   most recyclables of the validation photos went into their own compartment while few went into
+   a wrong one and the rest stayed out (``model``; ``smartbin convert --max-wrong``);
 4. :data:`DEFAULT_THRESHOLD` (``default``).
 """
 

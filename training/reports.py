@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from smartbin.converters import DEFAULT_PURITY
-from smartbin.converters.outcomes import choose_thresholds, compartment_of, format_outcomes, sorting_outcomes
+from smartbin.converters.outcomes import DEFAULT_TARGET, compartment_of, format_outcomes, sorting_outcomes
 from smartbin.device.config import parse_config
 
 from .data import Arrays, image_dataset
@@ -160,16 +159,16 @@ def _write_history(history: Sequence[dict[str, Any]], path: Path) -> None:
 def sorting_outcome(
     scores: dict[str, np.ndarray], data: dict[str, Arrays], labels: Sequence[str]
 ) -> dict[str, Any]:
-    """Where the test photos would land in a bin with the default config, each label's threshold
-    chosen for purity on validation as ``smartbin convert`` chooses it (for the Keras model)."""
+    """Where the test photos would land in a bin with the default config, the thresholds chosen on
+    validation as ``smartbin convert`` chooses them (for the Keras model)."""
     sorting = parse_config({}).sorting
-    chosen = choose_thresholds(scores["val"], data["val"].labels, labels, DEFAULT_PURITY)
-    thresholds = {label: f["threshold"] for label, f in chosen.items()}
+    val_classes = [labels[i] for i in data["val"].labels]
+    thresholds, _ = DEFAULT_TARGET.choose(scores["val"], val_classes, labels, sorting)
     went = [compartment_of(row, tuple(labels), sorting, thresholds) for row in scores["test"]]
     truth = [labels[i] for i in data["test"].labels]
     return {
         "thresholds": thresholds,
-        "target_purity": DEFAULT_PURITY,
+        "target": DEFAULT_TARGET.describe(),
         "test": sorting_outcomes(went, truth, sorting),
     }
 
@@ -198,7 +197,7 @@ def summary_markdown(metrics: dict[str, Any], labels: Sequence[str]) -> str:
         shown = ", ".join(f"{label} {t:.2f}" for label, t in sorting["thresholds"].items())
         lines += [
             "",
-            f"## Where the test photos land (default config; thresholds for {sorting['target_purity']:.0%} purity on val: {shown})",
+            f"## Where the test photos land (default config; thresholds for {sorting['target']} on val: {shown})",
             "",
             "```",
             format_outcomes(sorting["test"]),

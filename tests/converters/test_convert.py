@@ -82,21 +82,37 @@ def test_manifest_records_parity_and_provenance(bundles, tiny_run, tiny_data, qu
     assert manifest["version"].startswith(f"tiny-cnn-{quantization}-")
 
 
-def test_each_labels_threshold_is_chosen_on_validation_and_kept_in_the_manifest(bundles, tiny_run):
+def test_the_thresholds_are_chosen_on_validation_and_kept_in_the_manifest(bundles, tiny_run):
     sorting = load_bundle(bundles["int8"][1]).manifest["sorting"]
-    assert sorting["chosen_on"] == {"split": "val", "images": 9, "target_purity": 0.98}
-    for label in ("can", "glass", "plastic"):
-        figures = sorting["figures"][label]
-        assert sorting["thresholds"][label] == figures["threshold"] and 0 < figures["threshold"] <= 1
-        # the tiny model gets every validation photo right: all of them pure, all of them sorted
-        assert (figures["purity"], figures["recovery"], figures["met"]) == (1.0, 1.0, True)
-        assert figures["sorted"] == figures["support"] == 3
+    assert sorting["chosen_on"] == {
+        "split": "val",
+        "images": 9,
+        "max_wrong": 0.01,
+        "min_kept_out": 0.98,
+        "purity": None,
+    }
+    assert set(sorting["thresholds"]) == {"can", "glass", "plastic"}
+    assert all(0 <= t <= 1 for t in sorting["thresholds"].values())
+    # the tiny model gets every validation photo right: all of them into their own compartment
+    figures = sorting["figures"]
+    assert figures["recyclables"] == {
+        "images": 9,
+        "own": 1.0,
+        "wrong_recycling": 0.0,
+        "rest": 0.0,
+        "no_move": 0.0,
+    }
 
 
-def test_a_purity_that_is_not_a_share_is_refused_before_converting(tiny_run, tmp_path, capsys):
-    for purity in ("40", "101", "nan"):
-        code, _, err = smartbin(capsys, "convert", tiny_run, "--out", tmp_path / "b", "--purity", purity)
-        assert code == 1 and "--purity must be 50 to 100 (percent)" in err and not (tmp_path / "b").exists()
+def test_a_target_that_is_not_a_share_is_refused_before_converting(tiny_run, tmp_path, capsys):
+    for option, value, message in (
+        ("--purity", "40", "--purity must be 50 to 100 (percent)"),
+        ("--purity", "nan", "--purity must be 50 to 100 (percent)"),
+        ("--max-wrong", "60", "--max-wrong must be 0 to 50 (percent)"),
+        ("--min-kept-out", "101", "--min-kept-out must be 50 to 100 (percent)"),
+    ):
+        code, _, err = smartbin(capsys, "convert", tiny_run, "--out", tmp_path / "b", option, value)
+        assert code == 1 and message in err and not (tmp_path / "b").exists()
 
 
 def test_int8_model_takes_raw_uint8_pixels(bundles):
