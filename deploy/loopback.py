@@ -6,8 +6,10 @@ that is the only one let in, and a config that listens on 127.0.0.1 only. The de
 their sshd with :func:`start_sshd` too (``tests/deploy/conftest.py``).
 
 The daemon is ``smartbin run`` on gpiozero's mock pins with the folder camera on the bundled
-sample photos; before its first start, ``smartbin simulate`` sorts those photos once into the
-bin's event log and photo folder, so ``collect`` has something to bring home.
+sample photos and the review page on another port of 127.0.0.1; before its first start,
+``smartbin simulate`` sorts those photos once into the bin's event log and photo folder, so
+``collect`` has something to bring home and the page something to label (``retrain`` trains only
+on labelled photos).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TextIO
 
 from smartbin.device.errors import SmartbinError, os_error_reason
 from smartbin.device.hardware.cameras import SAMPLES_DIR
+from smartbin.device.home.web.token import create_token
 from smartbin.device.vision.model import DEFAULT_MODEL
 
 ALIAS = "loopback-bin"
@@ -199,9 +202,10 @@ def _hold(lock: Path) -> int:
     return fd
 
 
-def _write_bin(d: Path) -> Path:
-    """The bin's config (mock pins, folder camera on the samples, photos saved) and a ``bin/smartbin``
-    that runs this smartbin, as bootstrap's ``/usr/local/bin/smartbin`` does on a Pi; return the config."""
+def _write_bin(d: Path, web_port: int) -> Path:
+    """The bin's config (mock pins, folder camera on the samples, photos saved, the review page on
+    127.0.0.1:``web_port``) and a ``bin/smartbin`` that runs this smartbin, as bootstrap's
+    ``/usr/local/bin/smartbin`` does on a Pi; return the config."""
     config = d / "config.toml"
     config.write_text(
         f"""# A loopback bin, written by 'smartbin loopback-bin' at each start.
@@ -214,6 +218,9 @@ source = "{SAMPLES_DIR}"
 
 [images]
 save = true
+
+[web]
+listen = "127.0.0.1:{web_port}"
 
 [paths]
 state_dir = "{d}/state"
@@ -255,6 +262,7 @@ def next_commands(d: Path, bundle: Path) -> list[list[str]]:
         ["smartbin", "deploy", "--rollback", *ssh, *reload, ALIAS],
         ["smartbin", "models", *ssh, ALIAS],
         ["smartbin", "collect", *ssh, ALIAS, "--out", "loopback-photos"],
+        ["smartbin", "retrain", *ssh, *reload, ALIAS, "--base", "PHOTO_SET", "--work", "loopback-retrain"],
     ]
 
 
@@ -276,7 +284,10 @@ def run_loopback_bin(d: Path, port: int | None) -> None:
     sshd = daemon = None
     logs = [open(d / name, "a") for name in ("sshd.log", "daemon.log")]  # noqa: SIM115 (closed below)
     try:
-        config = _write_bin(d)
+        web_port = free_port()
+        config = _write_bin(d, web_port)
+        token_file = d / "state" / "web-token"
+        token = token_file.read_text().strip() if token_file.is_file() else create_token(token_file)
         smartbin = str(d / "bin" / "smartbin")
         if not (d / "state" / "events.db").exists():
             print(f"{ALIAS}: sorting the sample photos once, for collect (smartbin simulate; simulate.log)")
@@ -323,9 +334,13 @@ def run_loopback_bin(d: Path, port: int | None) -> None:
             f"{ALIAS}: sshd on 127.0.0.1:{server.port} (only {d / 'client_key'} as {server.user}), "
             f"daemon pid {daemon.pid} (mock pins, the sample photos as its camera); files in {d}"
         )
+        print(f"{ALIAS}: review page http://127.0.0.1:{web_port}/ (token {token}): label photos for retrain")
         print("Try, from another terminal:")
         for argv in next_commands(d, bundle):
             print(f"  {shlex.join(argv)}")
+        print(
+            "(retrain: with smartbin[train] installed, your photo set as PHOTO_SET, photos labelled on the page)"
+        )
         print("Ctrl-C stops it.", flush=True)
         while sshd.poll() is None and daemon.poll() is None:
             time.sleep(0.5)

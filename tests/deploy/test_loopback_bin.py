@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import threading
+import urllib.request
 from pathlib import Path
 
 from smartbin.device.cli import main
@@ -57,8 +58,14 @@ def test_the_printed_commands_deploy_show_and_roll_back_then_it_stops(ssh_tools,
     try:
         lines = _lines(proc)
         printed = _until(lines, STARTED, 240)
-        deploy, status, rollback, _models, collect = (shlex.split(x) for x in printed if x.startswith("  "))
+        deploy, status, rollback, _models, collect, _retrain = (
+            shlex.split(x) for x in printed if x.startswith("  ")
+        )
         assert deploy[-2:] == [str(FIXTURE_MODELS / "colour4-int8"), "loopback-bin"]
+
+        page = next(x for x in printed if "review page http://" in x).split()[3]
+        with urllib.request.urlopen(page + "healthz", timeout=30) as answer:
+            assert answer.status == 200
 
         done = _run(deploy, tmp_path)
         assert done.stdout.startswith(
