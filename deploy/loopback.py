@@ -331,8 +331,8 @@ def run_loopback_bin(d: Path, port: int | None) -> None:
         )
         bundle = TRY_BUNDLE if TRY_BUNDLE.is_dir() else DEFAULT_MODEL
         print(
-            f"{ALIAS}: sshd on 127.0.0.1:{server.port} (only {d / 'client_key'} as {server.user}), "
-            f"daemon pid {daemon.pid} (mock pins, the sample photos as its camera); files in {d}"
+            f"{ALIAS}: sshd on 127.0.0.1:{server.port} as {server.user} (lets in only its own key), "
+            f"daemon pid {daemon.pid} on mock pins with the sample photos as its camera; files in {d}"
         )
         print(f"{ALIAS}: review page http://127.0.0.1:{web_port}/ (token {token}): label photos for retrain")
         print("Try, from another terminal:")
