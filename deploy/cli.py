@@ -1,7 +1,8 @@
 """Sub-commands of this area (see smartbin.device.cli).
 
 ``deploy``, ``models``, ``bootstrap``, ``collect`` and ``retrain`` run here and reach bins over SSH;
-``store`` runs on a bin (deploy calls it remotely). Handlers import their modules lazily.
+``store`` runs on a bin (deploy calls it remotely); ``loopback-bin`` makes this machine a bin to try
+them on. Handlers import their modules lazily.
 """
 
 from __future__ import annotations
