@@ -290,7 +290,10 @@ def run_loopback_bin(d: Path, port: int | None) -> None:
         token = token_file.read_text().strip() if token_file.is_file() else create_token(token_file)
         smartbin = str(d / "bin" / "smartbin")
         if not (d / "state" / "events.db").exists():
-            print(f"{ALIAS}: sorting the sample photos once, for collect (smartbin simulate; simulate.log)", flush=True)
+            print(
+                f"{ALIAS}: sorting the sample photos once, for collect (smartbin simulate; simulate.log)",
+                flush=True,
+            )
             with open(d / "simulate.log", "w") as out:
                 done = subprocess.run(
                     [
