@@ -1,7 +1,8 @@
 """Sub-commands of this area (see smartbin.device.cli).
 
 ``deploy``, ``models``, ``bootstrap``, ``collect`` and ``retrain`` run here and reach bins over SSH;
-``store`` runs on a bin (deploy calls it remotely). Handlers import their modules lazily.
+``store`` runs on a bin (deploy calls it remotely); ``loopback-bin`` makes this machine a bin to try
+them on. Handlers import their modules lazily.
 """
 
 from __future__ import annotations
@@ -171,6 +172,20 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
     )
     return retrain(options, _ssh_options(args), _remote_side(args))
+
+
+def cmd_loopback_bin(args: argparse.Namespace) -> int:
+    from .loopback import default_dir, run_loopback_bin
+
+    directory = (args.dir or default_dir()).absolute()
+    try:
+        run_loopback_bin(directory, args.port)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM is how it stops
+        print(
+            f"loopback-bin: stopped sshd and the daemon; the bin's files stay in {directory} (start it "
+            f"again to keep its models and photos, or remove them: rm -r {shlex.quote(str(directory))})"
+        )
+    return 0
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -394,6 +409,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         func=cmd_retrain,
         left_on_interrupt="nothing was deployed unless a 'deployed' line says so; {work} keeps what was done",
     )
+
+    p = subparsers.add_parser(
+        "loopback-bin",
+        help="a bin on this machine (sshd on 127.0.0.1 and a daemon on mock pins) to try deploy and collect",
+        description="Start sshd on 127.0.0.1 (as this user, letting in only a key of its own) and a daemon on "
+        "mock pins with the sample photos as its camera, write an ssh config with the alias loopback-bin, "
+        "print the commands to try, and serve until Ctrl-C.",
+    )
+    p.add_argument(
+        "--dir",
+        type=given_path,
+        metavar="DIR",
+        help="the bin's files: keys, configs, models, photos, logs (default: ~/.cache/smartbin/loopback-bin)",
+    )
+    p.add_argument("--port", type=positive_int, metavar="N", help="sshd's port (default: a free one)")
+    p.set_defaults(func=cmd_loopback_bin, left_on_interrupt="sshd and the daemon were stopped")
 
     p = subparsers.add_parser(
         "bootstrap",

@@ -1,7 +1,8 @@
 """A real OpenSSH server on 127.0.0.1 and "bins" that are model stores on this machine.
 
 The session starts ``sshd -D`` on a free port with a temporary host key, authorized_keys and
-config, running as the current user. Clients use a temporary ssh config (``-F``), key and
+config, running as the current user (``smartbin.deploy.loopback.start_sshd``, which
+``smartbin loopback-bin`` uses too). Clients use a temporary ssh config (``-F``), key and
 known_hosts, so the user's own ~/.ssh is never read or written. Each bin is an ssh alias whose
 ``SetEnv SMARTBIN_CONFIG=...`` points the remote ``smartbin`` at that bin's config (its own
 model store and state directory), so many bins share one sshd.
@@ -11,14 +12,10 @@ Without sshd the tests are skipped, unless SMARTBIN_REQUIRE_SSHD=1 (CI), where t
 
 from __future__ import annotations
 
-import getpass
 import os
 import shlex
 import shutil
-import socket
-import subprocess
 import sys
-import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -27,117 +24,34 @@ from pathlib import Path
 
 import pytest
 
+from smartbin.deploy.loopback import PACKAGES, Sshd, missing_tools, start_sshd
+from smartbin.device.errors import SmartbinError
 from smartbin.device.records.lock import StateDirLock
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_MODELS = REPO / "tests" / "fixtures" / "models"
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SMARTBIN = str(Path(sys.executable).parent / "smartbin")
 FAKE_DAEMON = Path(__file__).with_name("fake_daemon.py")
 
 
-def start_logging(argv: list[str], marker: str) -> tuple[subprocess.Popen[str], list[str], threading.Event]:
-    """Start ``argv``, collect its stderr lines in a list, and return an event set once a line
-    contains ``marker`` (or the process exits, so a waiter never hangs on a dead process)."""
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    log: list[str] = []
-    seen = threading.Event()
-
-    def drain() -> None:
-        for line in proc.stderr:
-            log.append(line)
-            if marker in line:
-                seen.set()
-        seen.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    return proc, log, seen
-
-
 def _need(tool: str) -> None:
     if os.environ.get("SMARTBIN_REQUIRE_SSHD") == "1":
-        pytest.fail(
-            f"{tool} is not installed but SMARTBIN_REQUIRE_SSHD=1 (install openssh-server openssh-client rsync)"
-        )
-    pytest.skip(f"{tool} is not installed (apt install openssh-server openssh-client rsync)")
-
-
-@dataclass
-class Sshd:
-    port: int
-    dir: Path
-    user: str
-    client_key: Path
-    known_hosts: Path
-    host_key_line: str
-    log: list[str]  # sshd's own log lines, as they come
-
-    def logins(self) -> int:
-        return sum("Accepted publickey" in line for line in self.log)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "smartbin-test", "-f", str(path)], check=True
-    )
-
-
-def start_sshd(d: Path) -> tuple[Sshd, subprocess.Popen]:
-    """Start sshd on a free port with fresh keys in ``d``; return it once it listens."""
-    d.mkdir(parents=True, exist_ok=True)
-    _keygen(d / "host_key")
-    _keygen(d / "client_key")
-    shutil.copy(d / "client_key.pub", d / "authorized_keys")
-    port = _free_port()
-    (d / "sshd_config").write_text(
-        f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {d}/host_key
-PidFile {d}/sshd.pid
-AuthorizedKeysFile {d}/authorized_keys
-StrictModes no
-UsePAM no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AcceptEnv SMARTBIN_CONFIG
-Subsystem sftp internal-sftp
-MaxStartups 100:30:200
-MaxSessions 100
-LogLevel INFO
-"""
-    )
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
-    proc, log, listening = start_logging([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], "Server listening")
-    if not listening.wait(20) or proc.poll() is not None:
-        proc.kill()
-        raise RuntimeError("sshd did not start: " + "".join(log[-5:]))
-    host_key = (d / "host_key.pub").read_text().split()
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
-    sshd = Sshd(
-        port, d, getpass.getuser(), d / "client_key", d / "known_hosts", f"{host_key[0]} {host_key[1]}", log
-    )
-    return sshd, proc
+        pytest.fail(f"{tool} is not installed but SMARTBIN_REQUIRE_SSHD=1 (install {PACKAGES})")
+    pytest.skip(f"{tool} is not installed (apt install {PACKAGES})")
 
 
 @pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    for tool in (SSHD, "ssh", "ssh-keygen", "rsync"):
-        if not shutil.which(tool) and not os.access(tool, os.X_OK):
-            _need(tool)
+def ssh_tools() -> None:
+    """Skip (with SMARTBIN_REQUIRE_SSHD=1: fail) without sshd, ssh, ssh-keygen or rsync."""
+    for tool in missing_tools():
+        _need(tool)
+
+
+@pytest.fixture(scope="session")
+def sshd(ssh_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     try:
         server, proc = start_sshd(tmp_path_factory.mktemp("sshd"))
-    except RuntimeError as exc:
+    except SmartbinError as exc:
         pytest.fail(str(exc))
     try:
         yield server

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from smartbin.deploy.loopback import start_logging
 from smartbin.device.cli import main
 from smartbin.device.records.state import read_status
 from smartbin.device.vision.bundle import load_bundle
 from smartbin.device.vision.model import DEFAULT_MODEL
-
-from .conftest import start_logging
 
 C4 = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "colour4-int8"
 
