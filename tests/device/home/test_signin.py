@@ -4,6 +4,7 @@ once, never into a URL the server sees, and the cookie it sets relabels only fro
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import sqlite3
@@ -184,3 +185,21 @@ def test_a_page_on_every_address_links_to_this_machines_lan_address(monkeypatch)
     url, note = link_url("::", 8080, "c0de")
     assert url == "http://HOST:8080/signin#c0de" and "replace HOST" in note
     assert link_url("::1", 80, "c0de")[0] == "http://[::1]:80/signin#c0de"
+
+
+def test_a_terminal_gets_the_links_qr_code_and_a_pipe_the_link_alone():
+    from smartbin.device.commands.web import show_link
+    from smartbin.device.home.web.signin import Link
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    link = Link("http://192.168.1.23:8080/signin#" + "c" * 22, expires=0.0, note=None)
+    piped, terminal = io.StringIO(), Terminal()
+    show_link(link, piped)
+    show_link(link, terminal)
+    assert piped.getvalue().splitlines()[0] == link.url and "█" not in piped.getvalue()
+    lines = terminal.getvalue().splitlines()
+    qr = [line for line in lines if "▄" in line or "▀" in line]
+    assert lines[0] == link.url and len(qr) >= 12 and "until" in lines[-1]  # 2 rows a line
