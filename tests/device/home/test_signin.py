@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import stat
 import urllib.parse
+import wsgiref.util
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,27 @@ def test_a_terminal_gets_the_links_qr_code_and_a_pipe_the_link_alone():
     lines = terminal.getvalue().splitlines()
     qr = [line for line in lines if "▄" in line or "▀" in line]
     assert lines[0] == link.url and len(qr) >= 12 and "until" in lines[-1]  # 2 rows a line
+
+
+def test_over_https_the_cookie_is_secure(tmp_path):
+    """As behind a TLS proxy that waitress trusts (wsgi.url_scheme https)."""
+    from smartbin.device.home.web.app import make_app
+
+    config = web_config(tmp_path)
+    new_token(config)
+    code, _ = create_code(config.web.token_file)
+    app = make_app(config, read=lambda: ({}, {}), on_review=lambda review: None)
+    body = json.dumps({"code": code}).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/signin",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "https",
+    }
+    wsgiref.util.setup_testing_defaults(environ)
+    answers = []
+    app(environ, lambda line, headers, exc_info=None: answers.append((line, dict(headers))))
+    [(line, headers)] = answers
+    assert line == "200 OK" and "; secure" in headers["Set-Cookie"].lower()
