@@ -247,7 +247,7 @@ def make_app(
         _refuse_other_sites()
         body = _json_body('{"code": "..."}')
         code = body.get("code") if isinstance(body, dict) else None
-        if not isinstance(code, str) or not code:
+        if not isinstance(code, str) or not code or not code.isascii():  # a lone surrogate cannot be hashed
             raise ApiError(400, 'code: expected {"code": "..."} from a sign-in link')
         token_file, token = current_token()
         try:

@@ -142,7 +142,7 @@ def new_session(token: str) -> str:
 def session_valid(value: str | None, token: str) -> bool:
     """Whether a cookie was made with ``token`` and has not expired (compared in constant time)."""
     expires, _, _ = (value or "").partition(".")
-    if not (expires.isascii() and expires.isdigit()) or int(expires) < time.time():
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or int(expires) < time.time():
         return False
     return hmac.compare_digest(value.encode(), session_value(token, int(expires)).encode())
 
