@@ -22,12 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "token",
         help="create the token that relabelling on the review page needs (web.token_file, mode 0600)",
         description="Write a new random token to web.token_file (default <state_dir>/web-token) with mode "
-        "0600 and print it; the page asks for it once. Run it as the daemon's user, who must read the file. "
-        "The daemon reads the file at each relabel, so no restart is needed.",
+        "0600 and print it; the page asks for it once ('smartbin web link' signs a phone in without it). Run "
+        "it as the daemon's user, who must read the file. The daemon reads the file at each relabel, so no "
+        "restart is needed.",
     )
     _add_config(t)
     t.add_argument(
-        "--force", action="store_true", help="replace an existing token (pages that kept it ask again)"
+        "--force",
+        action="store_true",
+        help="replace an existing token: pages that kept it ask again, and every browser signed in with a "
+        "link is signed out",
     )
     t.set_defaults(func=cmd_web_token, left_on_interrupt="the token file was not changed")
     k = sub.add_parser(
@@ -49,7 +53,11 @@ def cmd_web_token(args: argparse.Namespace) -> int:
     path = token_path(_load(args))
     token = create_token(path, force=args.force)
     print(token)
-    print(f"written to {path}; give it to the review page when it asks", file=sys.stderr)
+    print(
+        f"written to {path}; give it to the review page when it asks, or sign a phone in with "
+        "'smartbin web link'",
+        file=sys.stderr,
+    )
     return 0
 
 

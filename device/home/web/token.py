@@ -47,7 +47,8 @@ def create_token(path: Path, *, force: bool = False) -> str:
         if exc.filename != str(path) or not path.is_file():  # a file where a folder must be
             raise SmartbinError(f"cannot write the token file {path}: {exc.filename} is a file") from None
         raise SmartbinError(
-            f"{path} exists; --force replaces it (pages that kept the old token then ask again)"
+            f"{path} exists; --force replaces it (pages that kept the old token then ask again, and "
+            "browsers signed in with a link are signed out)"
         ) from None
     except OSError as exc:
         raise SmartbinError(f"cannot write the token file {path}: {os_error_reason(exc)}") from None
