@@ -88,12 +88,16 @@ def make_app(
             raise ApiError(401, f"relabelling is off: {exc}", WWW_Authenticate="Bearer") from None
 
     def signed_in() -> bool:
-        """Whether this browser holds a sign-in cookie that a write would accept."""
-        try:
-            token = read_token(current_token_file(token_files))
-        except SmartbinError:
+        """Whether this browser holds a sign-in cookie that a write would accept (the token file is
+        read only for a browser that has one)."""
+        cookie = _cookie()
+        if cookie is None:
             return False
-        return signin.session_valid(_cookie(), token)
+        try:
+            _, token = current_token()
+        except ApiError:
+            return False
+        return signin.session_valid(cookie, token)
 
     def db(write: bool = False) -> sqlite3.Connection:
         try:
