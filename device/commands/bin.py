@@ -203,6 +203,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
     serving = False
 
+    def show_page(page: str, link: Any) -> None:  # --web, before the first item
+        from .web import show_link
+
+        print(f"review page at {page}; sign in with this link (or 'smartbin web link' later):", file=out)
+        if isinstance(link, str):  # why there is none
+            print(link, file=out)
+        else:
+            show_link(link, out)
+        out.flush()
+
     def serve_on(summary: Any) -> None:  # --web: the daemon still runs; its page stays up until Ctrl-C
         nonlocal serving
         print("\n".join(summary.lines()), file=out)
@@ -220,6 +230,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             state_dir=args.state_dir,
             on_item=show,
             web=args.web,
+            on_page=show_page,
             on_done=serve_on if args.web else None,
         )
     except BrokenPipeError:  # `smartbin simulate | head`: the reader left; stop quietly
@@ -390,8 +401,10 @@ def _print_status(status: dict[str, Any]) -> None:
         )
     web = (status.get("observers") or {}).get("web")
     if web and "listen" in web:
-        page = web["url"] or f"NOT SERVING ({web['error']})"
-        print(f"web:      {page}")
+        if web["url"]:
+            print(f"web:      {web['url']} (a phone signs in with 'smartbin web link')")
+        else:
+            print(f"web:      NOT SERVING ({web['error']})")
     for warning in status["warnings"]:
         print(f"warning:  {warning}")
 

@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,7 +43,8 @@ from ..hardware.pins import make_pin_factory
 from ..home.notify import Notifier
 from ..home.observer_setup import make_observers
 from ..home.observers import Observer
-from ..home.web.token import create_token, token_path
+from ..home.web.signin import Link, make_link
+from ..home.web.token import create_token, current_token_file, token_path
 from ..records.events import ItemEvent
 from ..records.settings import PathsConfig
 
@@ -151,7 +153,7 @@ class Summary:
     capture_faults: int = 0  # items never classified (no frame: unreadable photo, camera failure)
     empty: int = 0  # closings the empty check found empty (never classified, not counted in accuracy)
     model_version: str | None = None
-    review_page: str | None = None  # --web: where the page is and its token
+    review_page: str | None = None  # --web: where the page is
 
     def add(self, item: SimulatedItem, expected_compartment: str | None) -> None:
         event = item.event
@@ -257,11 +259,13 @@ def simulate(
     state_dir: Path | None = None,
     on_item: Callable[[SimulatedItem], None] | None = None,
     web: str | None = None,
+    on_page: Callable[[str, Link | str], None] | None = None,
     on_done: Callable[[Summary], None] | None = None,
 ) -> Summary:
     """Run one item per image (``repeat`` times over) through the daemon; return the summary.
 
-    ``web`` (``HOST:PORT``) serves the review page with photos saved; ``on_done`` is called after
+    ``web`` (``HOST:PORT``) serves the review page with photos saved; ``on_page`` is given its URL
+    and a sign-in link (or why there is none) before the first item; ``on_done`` is called after
     the last item, while the daemon (and its page) still runs.
     """
     if repeat < 1:
@@ -274,8 +278,9 @@ def simulate(
         _check_listen(web)
     with _state_dir(state_dir) as state:
         cfg = simulation_config(config, model=model, fast=fast, state_dir=state, images=images)
+        token_files: tuple[Path, ...] = ()
         if web is not None:
-            cfg, token_note = with_web(cfg, web, token_path(config))
+            cfg, token_files = with_web(cfg, web, token_path(config))
         factory = make_pin_factory("mock")
         done: queue.Queue[ItemEvent | BaseException] = queue.Queue()
         camera = FolderCamera(images, frames_per_image=cfg.classifier.frames, loop=repeat > 1)
@@ -285,7 +290,7 @@ def simulate(
             pin_factory=factory,
             camera=camera,
             notifier=Notifier({}),
-            observers=[*make_observers(cfg), *([fill] if fill else [])],
+            observers=[*make_observers(cfg, token_files), *([fill] if fill else [])],
             on_item=done.put,
         )
         try:
@@ -318,7 +323,10 @@ def simulate(
         )
         try:
             if web is not None:
-                summary.review_page = f"review page at {_page_url(daemon)} ({token_note}); Ctrl-C stops it"
+                page = _page_url(daemon)
+                summary.review_page = f"review page at {page}; Ctrl-C stops it"
+                if on_page is not None:
+                    on_page(page, _sign_in_link(page, current_token_file(token_files)))
             with DeferredInterrupts() as interrupts:
                 _drive(lid_pin, not closed)
                 levels = fill.next_reading(timeout, interrupts) if fill is not None else None
@@ -363,19 +371,28 @@ def simulate(
     return summary
 
 
-def with_web(config: Config, listen: str, bin_token: Path) -> tuple[Config, str]:
-    """The simulation's config with the review page on ``listen`` and photos saved, and where its
-    token is: the bin's token file when this user can read it, else the one in the simulation's
-    state dir (a kept ``--state-dir``), else a new one there."""
+def with_web(config: Config, listen: str, bin_token: Path) -> tuple[Config, tuple[Path, ...]]:
+    """The simulation's config with the review page on ``listen`` and photos saved, and the token
+    files its page checks, in turn (:func:`~..home.web.token.current_token_file`): the bin's, while
+    this user can read it (one made by ``smartbin web token`` as the simulation runs counts at
+    once), else the one in the simulation's state dir, made now unless a kept ``--state-dir`` has it.
+    """
     own = config.paths.state_dir / "web-token"
-    token_file = next((p for p in (bin_token, own) if p.is_file() and os.access(p, os.R_OK)), None)
-    if token_file is None:
-        token_file = own
-        note = f"token {create_token(token_file)}"
-    else:
-        note = f"token in {token_file}"
-    web = replace(config.web, listen=listen, token_file=token_file)
-    return replace(config, web=web, images=replace(config.images, save=True)), note
+    token_files = (bin_token, own) if bin_token != own else (own,)
+    if not any(p.is_file() and os.access(p, os.R_OK) for p in token_files):
+        create_token(own)
+    web = replace(config.web, listen=listen, token_file=own)
+    return replace(config, web=web, images=replace(config.images, save=True)), token_files
+
+
+def _sign_in_link(page: str, token_file: Path) -> Link | str:
+    """A sign-in link to the simulation's page, or why there is none (a token folder this user
+    cannot write: the simulation runs on without one)."""
+    address = urllib.parse.urlsplit(page)
+    try:
+        return make_link(token_file, address.hostname, address.port)
+    except SmartbinError as exc:
+        return f"no sign-in link: {exc}"
 
 
 def _check_listen(listen: str) -> None:

@@ -62,6 +62,28 @@ def test_web_token_where_no_file_can_be(tmp_path):
     assert_one_line_error(run_smartbin("web", "token", "--config", config), "is a directory")
 
 
+def test_web_link_makes_the_token_first_and_prints_a_link_whose_code_is_never_sent(tmp_path):
+    config = config_with(tmp_path, 'listen = "127.0.0.1:8080"')
+    result = run_smartbin("web", "link", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "no token yet: wrote a new one" in result.stderr
+    link, until = result.stdout.splitlines()  # not a terminal: no QR code
+    assert link.startswith("http://127.0.0.1:8080/signin#") and "once, until" in until
+    code = link.partition("#")[2]
+    held = (tmp_path / "state" / "web-token.signin").read_text()
+    assert (
+        code not in held and stat.S_IMODE((tmp_path / "state" / "web-token.signin").stat().st_mode) == 0o600
+    )
+    (tmp_path / "state" / "web-token").chmod(0o644)
+    assert_one_line_error(run_smartbin("web", "link", "--config", config), "too open", "chmod 600")
+
+
+def test_web_link_without_a_page_says_how_to_turn_it_on(tmp_path):
+    result = run_smartbin("web", "link", "--config", config_with(tmp_path, ""))
+    assert_one_line_error(result, "the review page is off", "listen")
+    assert not (tmp_path / "state" / "web-token").exists()
+
+
 def test_a_bad_web_table_names_the_key(tmp_path):
     result = run_smartbin("config", "check", config_with(tmp_path, 'listen = "8080"'))
     assert_one_line_error(result, "web.listen", "HOST:PORT", "'8080'")
@@ -109,18 +131,33 @@ def test_simulate_web_serves_until_ctrl_c(tmp_path):
     )
     try:
         lines = []
-        while not (lines and lines[-1].startswith("review page at")):
+        while not (lines and lines[-1].startswith("review page at") and "Ctrl-C" in lines[-1]):
             line = sim.stdout.readline()
             assert line, f"simulate ended early:\n{''.join(lines)}\n{sim.stderr.read()}"
             lines.append(line)
-        assert f"http://127.0.0.1:{port}/" in lines[-1] and "token " in lines[-1] and "Ctrl-C" in lines[-1]
+        assert lines[-1] == f"review page at http://127.0.0.1:{port}/; Ctrl-C stops it\n"
         assert any(line.startswith("accuracy:") for line in lines)  # the summary came first
+        # the sign-in link came before the first item, and signs in once
+        assert lines[0].startswith(f"review page at http://127.0.0.1:{port}/; sign in")
+        link = lines[1].strip()
+        assert link.startswith(f"http://127.0.0.1:{port}/signin#") and "until" in lines[2]
+        assert lines[3].split()[0] == "1"  # the first item's line
+        code = link.partition("#")[2]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/signin",
+            json.dumps({"code": code}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert "HttpOnly" in response.headers["Set-Cookie"]
         time.sleep(0.2)  # after the last item, still serving
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as response:
             status = json.load(response)
         assert status["items"] == 18 and status["state"] == "ready"
         shown = run_smartbin("status", "--config", config)
-        assert f"\nweb:      http://127.0.0.1:{port}/\n" in shown.stdout, shown.stdout
+        assert f"\nweb:      http://127.0.0.1:{port}/ (a phone signs in with 'smartbin web link')\n" in (
+            shown.stdout
+        )
         sim.send_signal(signal.SIGINT)
         _, err = sim.communicate(timeout=30)
     finally:

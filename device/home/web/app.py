@@ -1,9 +1,10 @@
 """The routes of the review page and its JSON API (Bottle).
 
 Reads are open to whoever reaches the address; a write (a relabel) needs
-``Authorization: Bearer <token>`` with the token of ``web.token_file``, read at each write so that
-``smartbin web token --force`` takes effect at once. Every answer of ``/api`` is JSON, errors
-included (``{"error": "..."}``).
+``Authorization: Bearer <token>`` with the token of ``web.token_file``, or the cookie of a sign-in
+link (:mod:`.signin`) made with that token and sent from the page itself (a cross-site request is
+refused). The token is read at each request that needs it, so that ``smartbin web token --force``
+takes effect at once. Every answer of ``/api`` is JSON, errors included (``{"error": "..."}``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,8 @@ from ...errors import SmartbinError
 from ...records.events import REVIEW_EXTRA_LABELS, add_review
 from ...records.recorder import is_corruption
 from ...records.state import now_iso
-from . import metrics, queries
-from .token import read_token, token_matches, token_path
+from . import metrics, queries, signin
+from .token import current_token_file, read_token, token_matches, token_path
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_LIMIT = 200
@@ -64,14 +66,38 @@ def make_app(
     config: Config,
     read: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
     on_review: Callable[[dict[str, Any]], None],
+    token_files: Sequence[Path] = (),
 ) -> bottle.Bottle:
     """The WSGI app. ``read`` gives (the daemon's status, the tally's snapshot); ``on_review`` hears
-    of each review stored."""
+    of each review stored; ``token_files`` (default: the config's) as :func:`.token.current_token_file`
+    takes them."""
     app = bottle.Bottle(catchall=True)
+    token_files = tuple(token_files) or (token_path(config),)
+    sign_ins = signin.SignIns()
     registry = metrics.make_registry(read)
     labels = review_labels(config)
     events_db = config.paths.events_db
     images_dir = config.paths.images_dir.resolve()
+
+    def current_token() -> tuple[Path, str]:
+        """The token file and token that writes are checked against; none is a 401 saying why."""
+        path = current_token_file(token_files)
+        try:
+            return path, read_token(path)
+        except SmartbinError as exc:
+            raise ApiError(401, f"relabelling is off: {exc}", WWW_Authenticate="Bearer") from None
+
+    def signed_in() -> bool:
+        """Whether this browser holds a sign-in cookie that a write would accept (the token file is
+        read only for a browser that has one)."""
+        cookie = _cookie()
+        if cookie is None:
+            return False
+        try:
+            _, token = current_token()
+        except ApiError:
+            return False
+        return signin.session_valid(cookie, token)
 
     def db(write: bool = False) -> sqlite3.Connection:
         try:
@@ -143,6 +169,7 @@ def make_app(
             "counts": tally["compartments"],
             "faults": tally["faults"],
             "review_labels": labels,
+            "signed_in": signed_in(),
         }
 
     @app.get("/api/events")
@@ -186,16 +213,16 @@ def make_app(
 
     @app.post("/api/events/<event_id:int>/label")
     def api_label(event_id: int) -> dict[str, Any]:
-        try:
-            token = read_token(token_path(config))
-        except SmartbinError as exc:
-            raise ApiError(401, f"relabelling is off: {exc}", WWW_Authenticate="Bearer") from None
+        _, token = current_token()
         if not token_matches(_authorization(), token):
-            raise ApiError(
-                401,
-                "a valid token is needed to relabel (Authorization: Bearer ...)",
-                WWW_Authenticate="Bearer",
-            )
+            if not signin.session_valid(_cookie(), token):
+                raise ApiError(
+                    401,
+                    "a valid token is needed to relabel (Authorization: Bearer ...), "
+                    "or a sign-in link ('smartbin web link')",
+                    WWW_Authenticate="Bearer",
+                )
+            _refuse_other_sites()
         label = _label_from_body(labels)
         _check_event_id(event_id)
         connection = db(write=True)
@@ -207,6 +234,40 @@ def make_app(
             connection.close()
         on_review(review)
         return {"review": review}
+
+    @app.get("/signin")
+    def signin_page() -> Any:
+        """The page a sign-in link opens; its code stays in the fragment, which no request carries."""
+        return bottle.HTTPResponse(
+            signin.PAGE, Content_Type="text/html; charset=utf-8", Cache_Control="no-store"
+        )
+
+    @app.get("/signin.js")
+    def signin_script() -> Any:
+        return bottle.HTTPResponse(signin.SCRIPT, Content_Type="text/javascript; charset=utf-8")
+
+    @app.post("/api/signin")
+    def api_signin() -> dict[str, Any]:
+        _refuse_other_sites()
+        body = _json_body('{"code": "..."}')
+        code = body.get("code") if isinstance(body, dict) else None
+        if not isinstance(code, str) or not code or not code.isascii():  # a lone surrogate cannot be hashed
+            raise ApiError(400, 'code: expected {"code": "..."} from a sign-in link')
+        token_file, token = current_token()
+        try:
+            sign_ins.redeem(token_file, code)
+        except signin.SignInRefused as exc:
+            raise ApiError(401, str(exc)) from None
+        bottle.response.set_cookie(
+            signin.COOKIE,
+            signin.new_session(token),
+            max_age=signin.SESSION_LIFE_S,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=bottle.request.environ.get("wsgi.url_scheme") == "https",
+        )
+        return {"signed_in": True}
 
     @app.get("/metrics")
     def prometheus() -> Any:
@@ -234,30 +295,56 @@ def _authorization() -> str | None:
         return None
 
 
+def _cookie() -> str | None:
+    try:
+        return bottle.request.get_cookie(signin.COOKIE)
+    except UnicodeDecodeError:
+        return None
+
+
+def _refuse_other_sites() -> None:
+    """A write carried by the cookie must come from the page itself: a browser names the site that
+    sent it (``Sec-Fetch-Site``, ``Origin``), and the cookie is ``SameSite=Strict`` as well.
+
+    The host is compared, not the scheme: behind a TLS proxy the page is https while this is http.
+    """
+    request = bottle.request
+    site = request.get_header("Sec-Fetch-Site")
+    origin = request.get_header("Origin")
+    host = request.get_header("Host")
+    if (site is not None and site != "same-origin") or (
+        origin is not None and urllib.parse.urlsplit(origin).netloc != host
+    ):
+        raise ApiError(403, "a write from another site is refused; use the bin's own page")
+
+
 def _check_event_id(event_id: int) -> None:
     """An id past SQLite's integers names no event (and SQLite would refuse to look it up)."""
     if event_id > queries.MAX_ID:
         raise ApiError(404, f"no event {event_id}")
 
 
-def _label_from_body(labels: list[str]) -> str:
+def _json_body(example: str) -> Any:
+    """The request's small JSON body, or None when it is not JSON; ``example`` for the 413."""
     request = bottle.request
     if request.content_type.split(";")[0].strip().lower() != "application/json":
         raise ApiError(
             415, f"expected Content-Type: application/json, got {request.content_type or 'none'!r}"
         )
     if request.content_length > MAX_BODY:
-        raise ApiError(
-            413, f'expected a small JSON body such as {{"label": "glass"}} (at most {MAX_BODY} bytes)'
-        )
+        raise ApiError(413, f"expected a small JSON body such as {example} (at most {MAX_BODY} bytes)")
     try:
-        body = json.loads(request.body.read(MAX_BODY) or b"null")
+        return json.loads(request.body.read(MAX_BODY) or b"null")
     except (
         ValueError,
         UnicodeDecodeError,
         RecursionError,
     ):  # RecursionError: [[[[... nested past Python's stack
-        body = None
+        return None
+
+
+def _label_from_body(labels: list[str]) -> str:
+    body = _json_body('{"label": "glass"}')
     label = body.get("label") if isinstance(body, dict) else None
     if label not in labels:
         got = repr(label) if isinstance(body, dict) else "no JSON object"

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from waitress import wasyncore
@@ -41,10 +42,11 @@ class WebObserver(QueuedObserver):
 
     name = "web"
 
-    def __init__(self, config: Config, limits: Limits = BIN_LIMITS) -> None:
+    def __init__(self, config: Config, limits: Limits = BIN_LIMITS, token_files: Sequence[Path] = ()) -> None:
         super().__init__()
         self.config = config
         self.limits = limits
+        self.token_files = token_files  # () : the config's; see make_app
         self.address = config.web.address
         self.url: str | None = None  # once listening
         self.error: str | None = None  # why it does not serve
@@ -87,7 +89,9 @@ class WebObserver(QueuedObserver):
     def _listen(self) -> None:
         host, port = self.address
         limit_queue_warnings()
-        app = make_app(self.config, self.view, lambda review: self.inbox.put(("review", review)))
+        app = make_app(
+            self.config, self.view, lambda review: self.inbox.put(("review", review)), self.token_files
+        )
         try:
             self._server = LimitedServer(
                 app,

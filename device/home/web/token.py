@@ -6,6 +6,7 @@ import hmac
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from ...config import Config
@@ -19,6 +20,15 @@ MAX_TOKEN_FILE = 4096  # bytes read of a token file: a token and some white spac
 def token_path(config: Config) -> Path:
     """``web.token_file``, else ``<state_dir>/web-token``."""
     return config.web.token_file or config.paths.state_dir / "web-token"
+
+
+def current_token_file(paths: Sequence[Path]) -> Path:
+    """The first of ``paths`` this process can read, else the last (whose problem a write is told).
+
+    One path for a bin; a simulation's page names the bin's token file before its own, so a token
+    made with ``smartbin web token`` while it runs counts at once.
+    """
+    return next((p for p in paths if p.is_file() and os.access(p, os.R_OK)), paths[-1])
 
 
 def create_token(path: Path, *, force: bool = False) -> str:
@@ -37,7 +47,8 @@ def create_token(path: Path, *, force: bool = False) -> str:
         if exc.filename != str(path) or not path.is_file():  # a file where a folder must be
             raise SmartbinError(f"cannot write the token file {path}: {exc.filename} is a file") from None
         raise SmartbinError(
-            f"{path} exists; --force replaces it (pages that kept the old token then ask again)"
+            f"{path} exists; --force replaces it (pages that kept the old token then ask again, and "
+            "browsers signed in with a link are signed out)"
         ) from None
     except OSError as exc:
         raise SmartbinError(f"cannot write the token file {path}: {os_error_reason(exc)}") from None

@@ -519,12 +519,13 @@ def test_a_kept_simulation_state_dir_keeps_its_token(tmp_path):
     config = simulation_config(
         fast_config(tmp_path), model=None, fast=True, state_dir=tmp_path / "sim", images=tmp_path
     )
-    first, note = with_web(config, "127.0.0.1:0", tmp_path / "no-bin-token")
-    token = first.web.token_file.read_text().strip()
-    assert note == f"token {token}" and first.images.save and first.web.listen == "127.0.0.1:0"
-    again, note = with_web(config, "127.0.0.1:0", tmp_path / "no-bin-token")
-    assert note == f"token in {tmp_path / 'sim' / 'web-token'}"
-    assert again.web.token_file.read_text().strip() == token
+    first, files = with_web(config, "127.0.0.1:0", tmp_path / "no-bin-token")
+    own = tmp_path / "sim" / "web-token"
+    token = own.read_text().strip()
+    assert files == (tmp_path / "no-bin-token", own)  # the bin's first, once this user can read it
+    assert first.images.save and first.web.listen == "127.0.0.1:0"
+    with_web(config, "127.0.0.1:0", tmp_path / "no-bin-token")
+    assert own.read_text().strip() == token
 
 
 @pytest.mark.parametrize(

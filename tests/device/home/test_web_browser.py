@@ -160,3 +160,39 @@ def test_an_empty_closing_shows_as_empty_not_as_a_missing_frame(make_bin, tmp_pa
             for card in browser.find_elements(By.CSS_SELECTOR, "#items .item")
         }
     assert labels == {empty: "empty", black: "no frame"}
+
+
+def test_a_sign_in_link_lets_a_phone_relabel_without_the_token(make_bin, tmp_path: Path, browser) -> None:
+    import urllib.parse
+
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from smartbin.device.home.web.signin import make_link
+
+    config = web_config(tmp_path)
+    new_token(config)
+    observers = make_observers(config)
+    # a card is redrawn when its item changes: look again then
+    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
+    with make_bin("red", config=config, observers=observers) as b:
+        event = b.item()
+        page = page_of(observers[0])
+        wait_for_items(page, 1)
+        address = urllib.parse.urlsplit(page.base)
+        link = make_link(config.web.token_file, address.hostname, address.port).url
+        browser.get(link)
+        wait.until(lambda d: d.current_url == page.base + "/")  # signed in, then sent to the page
+        [cookie] = browser.get_cookies()
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]
+        assert link.partition("#")[2] not in cookie["value"]
+        glass = f'.item[data-id="{event.id}"] button[data-label="glass"]'
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, glass).click() or True)  # no prompt
+        wait.until(lambda d: "reviewed: glass" in d.find_element(By.CSS_SELECTOR, ".item .review").text)
+        with sqlite3.connect(config.paths.events_db) as db:
+            assert reviewed_labels(db) == {event.id: "glass"}
+
+        browser.get(link)  # a second time: refused, saying what to do
+        wait.until(lambda d: "smartbin web link" in d.find_element(By.ID, "message").text)
+        assert browser.current_url == page.base + "/signin"  # the code left the address bar

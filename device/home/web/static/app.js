@@ -92,14 +92,14 @@ function card(event) {
 
 async function relabel(event, label, li) {
   let token = localStorage.getItem(TOKEN_KEY);
-  if (!token) {
-    token = (prompt("The bin's token (smartbin web token) to relabel items:") || "").trim();
+  if (!token && !status.signed_in) {  // a sign-in link's cookie (smartbin web link) needs no token
+    token = (prompt("The bin's token (smartbin web token) to relabel items, or open a sign-in link (smartbin web link):") || "").trim();
     if (!token) return;
     localStorage.setItem(TOKEN_KEY, token);
   }
   const response = await fetch("/api/events/" + event.id + "/label", {
     method: "POST",
-    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
+    headers: { "Content-Type": "application/json", ...(token && { "Authorization": "Bearer " + token }) },
     body: JSON.stringify({ label }),
   });
   const body = await response.json();
