@@ -1,6 +1,7 @@
 """What only the file system can tell about a config, for ``smartbin config check``: folders that
 cannot be made or written, an event log that is a folder, a camera source or MQTT file that is
-not there, a path another bin's config also uses."""
+not there, a path another bin's config also uses; and a review page that will show no photos or
+take no relabels."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import tempfile
 from pathlib import Path
 
 from ..config import Config
-from ..errors import ConfigError, os_error_reason
+from ..errors import ConfigError, SmartbinError, os_error_reason
 from ..hardware.cameras import check_source
 from ..home.settings import check_mqtt_files
+from ..home.web.token import read_token, token_path
 from ..records.lock import other_bin_on, shared_paths
 
 
@@ -93,4 +95,31 @@ def check_paths(config: Config) -> list[str]:
     warnings += check_source(config.camera, where)
     if config.mqtt.host:
         check_mqtt_files(config.mqtt, where)
+    return warnings
+
+
+def check_web(config: Config) -> list[str]:
+    """Warnings for a review page (``web.listen`` set) that will show no photos (``images.save``
+    off) or accept no relabels (no token file it can use yet: which command makes one)."""
+    if not config.web.listen:
+        return []
+    where = config.source.name if config.source else "config"
+    warnings = []
+    if not config.images.save:
+        warnings.append(
+            f"{where}: web.listen is set but images.save is false: the review page will show no photos; "
+            "set save = true in [images]"
+        )
+    path = token_path(config)
+    if not path.exists() and not path.is_symlink():
+        with_config = f" --config {config.source}" if config.source else ""
+        warnings.append(
+            f"{where}: web.listen is set but there is no token file {path} yet: the review page will accept "
+            f"no relabels; 'smartbin web token{with_config}' makes one (run it as the daemon's user)"
+        )
+    else:
+        try:
+            read_token(path)
+        except SmartbinError as exc:
+            warnings.append(f"{where}: web.token_file: the review page will accept no relabels: {exc}")
     return warnings

@@ -181,6 +181,38 @@ def add_review(db: sqlite3.Connection, event_id: int, label: str, who: str, at: 
     }
 
 
+def undo_review(
+    db: sqlite3.Connection, event_id: int, review_id: int, not_before: str
+) -> dict[str, Any] | None:
+    """Take back review ``review_id`` of event ``event_id``: delete its row, so that the review before
+    it (or the bin's own label) counts again, as if it had never been made; returns the newest review
+    left, or None. One write transaction.
+
+    Only the event's newest review, written at ``not_before`` or later, can be taken back: a
+    later review, or an old one, stays (:class:`LookupError` saying why). KeyError: no such review.
+    """
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        row = db.execute(
+            "SELECT at FROM reviews WHERE id = ? AND event_id = ?", (review_id, event_id)
+        ).fetchone()
+        if row is None:
+            raise KeyError(review_id)
+        newest = db.execute("SELECT MAX(id) FROM reviews WHERE event_id = ?", (event_id,)).fetchone()[0]
+        if newest != review_id:
+            raise LookupError("a later review of this item counts now")
+        if row[0] < not_before:
+            raise LookupError("it is too old to undo")
+        db.execute("DELETE FROM reviews WHERE id = ?", (review_id,))
+        left = db.execute(
+            "SELECT id, label, old_label, who, at FROM reviews WHERE event_id = ? ORDER BY id DESC LIMIT 1",
+            (event_id,),
+        ).fetchone()
+    if left is None:
+        return None
+    return {"event_id": event_id, **dict(zip(("id", "label", "old_label", "who", "at"), left, strict=True))}
+
+
 def reviewed_labels(db: sqlite3.Connection) -> dict[int, str]:
     """event id -> the newest reviewed label, for every reviewed event."""
     rows = db.execute(

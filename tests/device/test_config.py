@@ -439,3 +439,34 @@ def test_config_check_refuses_what_check_paths_refuses(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"smartbin: error: config.toml: paths.state_dir: {tmp_path}/state is a file, not a folder; choose another path"
     )
+
+
+# --- check_web: a review page that will show no photos or take no relabels --------------------
+
+
+def test_check_web_says_what_the_review_page_will_lack(tmp_path, capsys):
+    from smartbin.device.commands.config_check import check_web
+    from smartbin.device.home.web.token import create_token
+
+    state = tmp_path / "state"
+    assert check_web(load_config(write(tmp_path, f'[paths]\nstate_dir = "{state}"'))) == []  # no page
+    path = write(tmp_path, f'[paths]\nstate_dir = "{state}"\n[web]\nlisten = "127.0.0.1:8080"')
+    assert check_web(load_config(path)) == [
+        "config.toml: web.listen is set but images.save is false: the review page will show no photos; "
+        "set save = true in [images]",
+        f"config.toml: web.listen is set but there is no token file {state / 'web-token'} yet: the review "
+        f"page will accept no relabels; 'smartbin web token --config {path}' makes one (run it as the "
+        "daemon's user)",
+    ]
+    assert main(["web", "token", "--config", str(path)]) == 0  # what the warning says to run
+    path.write_text(path.read_text() + "\n[images]\nsave = true\n")
+    assert check_web(load_config(path)) == []
+    (state / "web-token").chmod(0o644)
+    (warning,) = check_web(load_config(path))
+    assert warning.startswith("config.toml: web.token_file: the review page will accept no relabels: ")
+    assert "too open" in warning
+    (state / "web-token").unlink()
+    create_token(state / "web-token")
+    capsys.readouterr()
+    main(["config", "check", str(path)])
+    assert "warning" not in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """The routes of the review page and its JSON API (Bottle).
 
-Reads are open to whoever reaches the address; a write (a relabel) needs
+Reads are open to whoever reaches the address; a write (a relabel, or its undo) needs
 ``Authorization: Bearer <token>`` with the token of ``web.token_file``, or the cookie of a sign-in
 link (:mod:`.signin`) made with that token and sent from the page itself (a cross-site request is
 refused). The token is read at each request that needs it, so that ``smartbin web token --force``
@@ -14,7 +14,7 @@ import json
 import sqlite3
 import urllib.parse
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import cv2
 
 from ...config import Config
 from ...errors import SmartbinError
-from ...records.events import REVIEW_EXTRA_LABELS, add_review
+from ...records.events import REVIEW_EXTRA_LABELS, add_review, undo_review
 from ...records.recorder import is_corruption
 from ...records.state import now_iso
 from . import metrics, queries, signin
@@ -32,8 +32,12 @@ from .token import current_token_file, read_token, token_matches, token_path
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_LIMIT = 200
 MAX_BODY = 1024  # bytes of a label request
-THUMB_WIDTHS = (80, 160, 320)  # ?w=N: a smaller copy of the photo (the page's thumbnails)
+# ?w=N: a copy of the photo N pixels wide (the page asks for its thumbnails' CSS width times the
+# screen's pixel density), N rounded up to a step so that the cache holds a few sizes, not every one
+THUMB_STEP = 80
+THUMB_MIN, THUMB_MAX = 16, 1280
 THUMB_CACHE = 128  # thumbnails kept in memory, the newest used (a 160-pixel one is about 5 KB)
+UNDO_S = 60  # how long a relabel can be taken back (the page offers it for 8 s; a slow link gets more)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -190,9 +194,7 @@ def make_app(
 
     @app.get("/api/events/<event_id:int>/photo")
     def api_photo(event_id: int) -> Any:
-        width = _int_arg(bottle.request.query.get("w"), "w", default=None, low=1)
-        if width is not None and width not in THUMB_WIDTHS:
-            raise ApiError(400, f"w: expected one of {', '.join(map(str, THUMB_WIDTHS))}, got {width}")
+        width = _int_arg(bottle.request.query.get("w"), "w", default=None, low=THUMB_MIN, high=THUMB_MAX)
         _check_event_id(event_id)
         connection = db()
         try:
@@ -208,11 +210,21 @@ def make_app(
         headers = {"Cache-Control": "public, max-age=3600"}
         if width is None:
             return bottle.static_file(photo.name, root=photo.parent, mimetype="image/jpeg", headers=headers)
-        thumbnail = _thumbnail(photo, width, photo.stat().st_mtime_ns)
+        stepped = min(THUMB_MAX, -(-width // THUMB_STEP) * THUMB_STEP)
+        thumbnail = _thumbnail(photo, stepped, photo.stat().st_mtime_ns)
         return bottle.HTTPResponse(thumbnail, **headers, Content_Type="image/jpeg")
 
-    @app.post("/api/events/<event_id:int>/label")
-    def api_label(event_id: int) -> dict[str, Any]:
+    @app.get("/api/counts")
+    def api_counts() -> dict[str, Any]:
+        """How many items each filter shows, of the newest ``queries.COUNT_WINDOW``."""
+        connection = db()
+        try:
+            return queries.count_events(connection)
+        finally:
+            connection.close()
+
+    def authorize() -> None:
+        """A write goes on only with the token, or a sign-in cookie sent from the page itself (401)."""
         _, token = current_token()
         if not token_matches(_authorization(), token):
             if not signin.session_valid(_cookie(), token):
@@ -223,6 +235,10 @@ def make_app(
                     WWW_Authenticate="Bearer",
                 )
             _refuse_other_sites()
+
+    @app.post("/api/events/<event_id:int>/label")
+    def api_label(event_id: int) -> dict[str, Any]:
+        authorize()
         label = _label_from_body(labels)
         _check_event_id(event_id)
         connection = db(write=True)
@@ -268,6 +284,25 @@ def make_app(
             secure=bottle.request.environ.get("wsgi.url_scheme") == "https",
         )
         return {"signed_in": True}
+
+    @app.post("/api/events/<event_id:int>/undo")
+    def api_undo(event_id: int) -> dict[str, Any]:
+        """Take back a relabel of the last ``UNDO_S`` seconds: its review is deleted, so the one before
+        it (or the bin's own label) counts again; answers the event's newest review left, or null."""
+        authorize()
+        review_id = _review_from_body()
+        _check_event_id(event_id)
+        not_before = (datetime.now(UTC) - timedelta(seconds=UNDO_S)).isoformat(timespec="milliseconds")
+        connection = db(write=True)
+        try:
+            left = undo_review(connection, event_id, review_id, not_before)
+        except KeyError:
+            raise ApiError(404, f"event {event_id} has no review {review_id}") from None
+        except LookupError as exc:
+            raise ApiError(409, f"review {review_id} cannot be undone: {exc}") from None
+        finally:
+            connection.close()
+        return {"undone": review_id, "review": left}
 
     @app.get("/metrics")
     def prometheus() -> Any:
@@ -352,15 +387,28 @@ def _label_from_body(labels: list[str]) -> str:
     return label
 
 
+def _review_from_body() -> int:
+    body = _json_body('{"review": 12}')
+    review = body.get("review") if isinstance(body, dict) else None
+    if type(review) is not int or not 1 <= review <= queries.MAX_ID:
+        got = repr(review) if isinstance(body, dict) else "no JSON object"
+        raise ApiError(400, f'review: expected the id of the review to undo as {{"review": 12}}, got {got}')
+    return review
+
+
 @functools.lru_cache(maxsize=THUMB_CACHE)
 def _thumbnail(photo: Path, width: int, mtime_ns: int) -> bytes:
-    """A JPEG ``width`` pixels wide; libjpeg decodes at 1/4 size when that is still wide enough.
+    """A JPEG ``width`` pixels wide; libjpeg decodes at 1/4 or 1/2 size when that is still wide enough
+    (a photo narrower than ``width`` is scaled up: the page asked for its screen's pixels).
 
     Cached: every viewer of the page asks for the same few; ``mtime_ns`` keys a replaced photo anew.
     """
-    rgb = cv2.imread(str(photo), cv2.IMREAD_REDUCED_COLOR_4 if width <= 160 else cv2.IMREAD_REDUCED_COLOR_2)
-    if rgb is None:
-        raise ApiError(404, f"{photo.name}: cannot be decoded")
+    for flag in (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_COLOR):
+        rgb = cv2.imread(str(photo), flag)
+        if rgb is None:
+            raise ApiError(404, f"{photo.name}: cannot be decoded")
+        if rgb.shape[1] >= width:
+            break
     height = max(1, round(rgb.shape[0] * width / rgb.shape[1]))
     small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
     ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 75])

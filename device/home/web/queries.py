@@ -14,6 +14,7 @@ from typing import Any
 
 FILTERS = ("uncertain", "wrong", "unreviewed")
 MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: no event has a larger id, and SQLite cannot compare one
+COUNT_WINDOW = 1000  # the filters' counts look at this many newest events, no more
 BUSY_TIMEOUT_S = 2.0  # a review waits at most this long for the daemon's write of an item
 
 # The newest review of each event (reviews are few next to events).
@@ -58,6 +59,22 @@ def list_events(
         {"before": before, "limit": limit},
     ).fetchall()
     return [_event(row) for row in rows]
+
+
+def count_events(db: sqlite3.Connection, *, window: int = COUNT_WINDOW) -> dict[str, Any]:
+    """How many of the newest ``window`` events pass each filter (``all``: every one of them), and
+    whether older events were left out (``capped``): a few hundred rows read at most, never the log."""
+    sums = ", ".join(f"COALESCE(SUM({_WHERE[name]}), 0)" for name in FILTERS)
+    row = db.execute(
+        f"SELECT COUNT(*), MIN(e.id), {sums}"
+        " FROM (SELECT id, label, reason FROM events ORDER BY id DESC LIMIT :window) e"
+        f" LEFT JOIN ({_LAST_REVIEW}) r ON r.event_id = e.id",
+        {"window": window},
+    ).fetchone()
+    capped = (
+        row[0] == window and db.execute("SELECT 1 FROM events WHERE id < ?", (row[1],)).fetchone() is not None
+    )
+    return {"all": row[0], **dict(zip(FILTERS, row[2:], strict=True)), "capped": capped}
 
 
 def _event(row: sqlite3.Row) -> dict[str, Any]:

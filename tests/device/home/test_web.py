@@ -180,6 +180,10 @@ def test_photos_full_size_and_thumbnails(sorted_bin):
     Path(events[1].image_path).unlink()  # pruned
     assert "no longer kept" in http.json(f"/api/events/{events[1].id}/photo", expect=404)["error"]
     assert "w: expected" in http.json(f"/api/events/{events[0].id}/photo?w=7", expect=400)["error"]
+    assert "w: expected" in http.json(f"/api/events/{events[0].id}/photo?w=5000", expect=400)["error"]
+    for asked, made in ((300, 320), (161, 240), (1280, 1280)):  # a step of 80 up: a few sizes cached
+        body = http.request("GET", f"/api/events/{events[0].id}/photo?w={asked}")[2]
+        assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape[1] == made
 
 
 def test_a_thumbnail_is_made_once_until_its_photo_changes(sorted_bin):
@@ -240,6 +244,75 @@ def test_relabel_needs_the_token_and_reaches_the_event_log(sorted_bin):
     assert status == 415 and "expected Content-Type: application/json" in json.loads(body)["error"]
     assert reviewed_labels(db) == {can: "not_trash", events[1].id: "glass"}
     db.close()
+
+
+def test_a_relabel_can_be_undone_with_the_token(sorted_bin):
+    b, http, events, token = sorted_bin
+    db = sqlite3.connect(b.config.paths.events_db)
+    can, glass = events[0].id, events[1].id
+    first = http.label(can, "glass", token)[1]["review"]
+    second = http.label(can, "plastic", token)[1]["review"]
+    for given in (None, "x" * 32):
+        status, body = http.undo(can, second["id"], given)
+        assert status == 401 and "token" in body["error"]
+    assert reviewed_labels(db) == {can: "plastic"}  # nothing changed
+
+    status, body = http.undo(can, first["id"], token)  # a later review counts now
+    assert status == 409 and "a later review" in body["error"]
+    assert http.undo(glass, second["id"], token)[0] == 404  # not that event's review
+    status, body = http.undo(can, second["id"], token)
+    assert status == 200 and body == {"undone": second["id"], "review": first}
+    assert reviewed_labels(db) == {can: "glass"}
+    assert http.undo(can, second["id"], token)[0] == 404  # gone
+    assert http.undo(can, first["id"], token) == (200, {"undone": first["id"], "review": None})
+    assert reviewed_labels(db) == {}  # the bin's own label again, as if nobody had tapped
+    assert [e["id"] for e in http.json("/api/events?filter=unreviewed")["events"]] == [
+        e.id for e in events[::-1]
+    ]
+
+    old = http.label(glass, "can", token)[1]["review"]
+    db.execute("UPDATE reviews SET at = '2026-01-01T00:00:00.000+00:00' WHERE id = ?", (old["id"],))
+    db.commit()
+    status, body = http.undo(glass, old["id"], token)
+    assert status == 409 and "too old" in body["error"]
+    for bad in ("12", None, 0, True, 2**70):
+        status, body = http.undo(glass, bad, token)
+        assert status == 400 and "review: expected" in body["error"]
+    db.close()
+
+
+def test_counts_per_filter(sorted_bin):
+    b, http, events, token = sorted_bin
+    assert http.json("/api/counts") == {
+        "all": 3,
+        "uncertain": 1,
+        "wrong": 0,
+        "unreviewed": 3,
+        "capped": False,
+    }
+    http.label(events[0].id, "glass", token)  # wrong
+    http.label(events[1].id, "glass", token)  # right
+    assert http.json("/api/counts") == {
+        "all": 3,
+        "uncertain": 1,
+        "wrong": 1,
+        "unreviewed": 1,
+        "capped": False,
+    }
+    for name in queries.FILTERS:  # each count is what the filter lists
+        assert http.json("/api/counts")[name] == len(http.json(f"/api/events?filter={name}")["events"])
+    db = queries.connect(b.config.paths.events_db)  # the newest two only: glass (right), grey
+    try:
+        assert queries.count_events(db, window=2) == {
+            "all": 2,
+            "uncertain": 1,
+            "wrong": 0,
+            "unreviewed": 1,
+            "capped": True,
+        }
+        assert queries.count_events(db, window=3)["capped"] is False
+    finally:
+        db.close()
 
 
 def test_a_new_token_counts_at_once_and_none_turns_writes_off(sorted_bin):

@@ -55,6 +55,11 @@ class Http:
         status, _, body = self.request("POST", f"/api/events/{event_id}/label", {"label": label}, headers)
         return status, json.loads(body)
 
+    def undo(self, event_id: int, review: Any, token: str | None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        status, _, body = self.request("POST", f"/api/events/{event_id}/undo", {"review": review}, headers)
+        return status, json.loads(body)
+
 
 def page_of(observer: WebObserver) -> Http:
     assert observer.url is not None, observer.error
