@@ -310,6 +310,36 @@ def _live_warnings(state_dir: Path, updated: str | None, running: bool) -> tuple
     return warnings, free
 
 
+def _state_dir_of(args: argparse.Namespace) -> Path:
+    """The state directory of the config; from a config broken since the daemon started, its
+    ``[paths]`` alone (or the default), with a warning: the running bin still has a status."""
+    import tomllib
+
+    from ..config import default_config_path, parse_config
+    from ..errors import ConfigError
+
+    try:
+        return _load(args).paths.state_dir
+    except ConfigError as exc:
+        path = Path(args.config if args.config is not None else default_config_path()).expanduser()
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            raise exc from None  # not a config at all: no state directory to guess
+        try:
+            state_dir = parse_config(
+                {"paths": document.get("paths", {})}, base=path.resolve().parent
+            ).paths.state_dir
+        except ConfigError:
+            state_dir = parse_config({}).paths.state_dir
+        print(
+            f"smartbin: warning: {exc}; a running daemon keeps the config it started with "
+            f"(fix the file before a restart or reload); its status from {state_dir}:",
+            file=sys.stderr,
+        )
+        return state_dir
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -317,7 +347,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ..records.lock import lock_held
     from ..records.state import bad_status_field, pid_alive, read_status, state_dir_problem
 
-    state_dir = _load(args).paths.state_dir
+    state_dir = _state_dir_of(args)
     status = read_status(state_dir)
     if status is None:
         problem = state_dir_problem(state_dir)

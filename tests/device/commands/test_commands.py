@@ -86,6 +86,29 @@ def test_status_and_events_of_a_running_daemon(tmp_path, capsys, factory):
     assert main(["status", "--config", str(path)]) == 1  # stopped now
 
 
+def test_status_reports_a_running_bin_whose_config_broke_since_it_started(tmp_path, capsys, factory):
+    from smartbin.device.config import load_config
+    from smartbin.device.hardware.cameras import FolderCamera
+
+    path = config_file(tmp_path)
+    write_image(tmp_path / "photos" / "a.png", "red")
+    config = load_config(path)
+    with Bin(config, factory, FolderCamera(tmp_path / "photos")) as b:
+        b.daemon.status_interval_s = 0
+        b.item()
+        path.write_text(path.read_text().replace("settle_s = 0", "settle_s = 0\npin = 'x'"))
+        assert main(["status", "--config", str(path), "--json"]) == 0
+        captured = capsys.readouterr()
+        assert json.loads(captured.out)["running"] is True
+        assert captured.err.startswith(
+            "smartbin: warning: config.toml: lid.pin: expected an integer GPIO pin"
+        )
+        assert f"its status from {tmp_path / 'state'}" in captured.err
+    path.write_text("not = [toml")
+    assert main(["status", "--config", str(path)]) == 1  # no state directory to guess from
+    assert "not valid TOML" in capsys.readouterr().err
+
+
 def test_config_is_read_from_smartbin_config(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SMARTBIN_CONFIG", str(tmp_path / "missing.toml"))
     assert main(["status"]) == 1
