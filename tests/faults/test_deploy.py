@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from ..deploy.conftest import (  # noqa: F401 (sshd: the session's sshd fixture)
+from ..deploy.conftest import (  # noqa: F401 (ssh_tools, sshd: the session's sshd fixtures)
     FIXTURE_MODELS,
     assert_nothing_left,
     build_fleet,
+    ssh_tools,
     sshd,
 )
 from ..deploy.test_bootstrap import stub_wheel

@@ -14,7 +14,7 @@ from smartbin.device.records.events import EventLog, ItemEvent, add_review
 from smartbin.training.dataset import split_of
 from smartbin.training.synthetic import make_shapes_dataset
 
-from ..deploy.conftest import build_fleet, sshd  # noqa: F401 (the session's sshd fixture)
+from ..deploy.conftest import build_fleet, ssh_tools, sshd  # noqa: F401 (the session's sshd fixtures)
 from .conftest import assert_one_line_error, run_smartbin
 
 TS = "2026-11-22T10:00:00+00:00"
