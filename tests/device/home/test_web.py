@@ -22,7 +22,6 @@ import wsgiref.util
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -30,7 +29,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from smartbin.device.commands.simulate import simulation_config, with_web
-from smartbin.device.hardware.cameras import Camera
 from smartbin.device.home.observer_setup import make_observers
 from smartbin.device.home.web import queries
 from smartbin.device.home.web.limits import (
@@ -46,8 +44,8 @@ from smartbin.device.records.events import EventLog, ItemEvent, add_review, revi
 from smartbin.device.records.photos import ImageStore
 from smartbin.device.thresholds import as_status
 
-from ..conftest import COLOURS, Bin, fast_config
-from .web_client import Http, new_token, page_of, wait_for_items, web_config
+from ..conftest import Bin, fast_config
+from .web_client import Http, StageCamera, new_token, page_of, wait_for_items, web_config
 
 
 @pytest.fixture
@@ -432,7 +430,7 @@ def test_the_page_is_small_and_loads_nothing_from_elsewhere(sorted_bin):
         total += len(body)
         page += body
     assert b"http://" not in page and b"https://" not in page
-    assert total < 30_000
+    assert total < 32_000
     assert http.request("GET", "/static/../observer.py")[0] == 404
 
 
@@ -680,28 +678,6 @@ def test_each_fault_counts_once_whatever_its_message_holds(error, kinds):
 
 
 # --- aiming the camera: snapshots, calibration and a test item, all on the daemon's thread ---------
-
-
-class StageCamera(Camera):
-    """A live camera showing whatever solid colour the test puts in front of it (``scene``);
-    it notes the thread of each capture and whether the chamber's light was on."""
-
-    name = "stage"
-
-    def __init__(self, scene: str, light_pin: Any) -> None:
-        self.scene = scene
-        self.light_pin = light_pin
-        self.captures: list[tuple[str, bool]] = []
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def capture(self) -> np.ndarray:
-        self.captures.append((threading.current_thread().name, bool(self.light_pin.state)))
-        return np.full((48, 64, 3), COLOURS[self.scene], np.uint8)
 
 
 @pytest.fixture
