@@ -426,7 +426,6 @@ $("test-item").addEventListener("click", () => askCamera($("test-item"), "/api/c
   $("camera-message").textContent = text;
   $("tested").hidden = !body.photo;
   $("tested").querySelector("img").src = body.photo || "";
-  $("tested").querySelector("figcaption").textContent = text;
 }));
 addEventListener("hashchange", showView);
 document.addEventListener("visibilitychange", snap);
