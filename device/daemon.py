@@ -581,13 +581,17 @@ class Daemon:
             raise SmartbinError(
                 f"the camera {self.camera.name} shows one photo per item: it has no live picture"
             )
-        with self._lit():
-            if self.config.lid.settle_s > 0:
-                time.sleep(self.config.lid.settle_s)
-            frames, error = self._capture(1)
+        frames, error = self._capture_lit(1)
         if not frames:
             raise SmartbinError(error)
         return {"frame": frames[0], "taken": now_iso()}
+
+    def _capture_lit(self, count: int) -> tuple[list[np.ndarray], str | None]:
+        """As an item's frames are taken: the light on, ``[lid] settle_s``, then :meth:`_capture`."""
+        with self._lit():
+            if self.config.lid.settle_s > 0:
+                time.sleep(self.config.lid.settle_s)
+            return self._capture(count)
 
     def _calibrate(self) -> dict[str, Any]:
         """``smartbin calibrate`` from the page: frames of the closed, empty chamber into the empty
@@ -618,10 +622,7 @@ class Daemon:
     def _test_item(self) -> dict[str, Any]:
         """What the bin would do with the item in the chamber now: capture, empty check, classify,
         decide; no servo moves and nothing is recorded."""
-        with self._lit():
-            if self.config.lid.settle_s > 0:
-                time.sleep(self.config.lid.settle_s)
-            frames, capture_error = self._capture(self.config.classifier.frames)
+        frames, capture_error = self._capture_lit(self.config.classifier.frames)
         errors = [capture_error] if capture_error else []
         look = self.chamber.look(frames[-1]) if frames else None
         prediction = self._classify(frames, look, errors)
