@@ -8,9 +8,9 @@ The path of one item is :meth:`Daemon.handle_item`::
 The empty check (:mod:`.vision.chamber`) runs when ``smartbin calibrate`` has set an empty reference.
 
 Threads: gpiozero calls :meth:`Daemon._on_lid_closed` from its own thread (or, with mock pins,
-from whoever drives the pin); signal handlers run on the main thread. Both only set flags and
-write one byte to a wake-up socket; everything else happens on the thread running
-:meth:`Daemon.serve`.
+from whoever drives the pin); signal handlers run on the main thread; the review page asks for
+the camera through :attr:`Daemon.requests`. All of them only set flags and write one byte to a
+wake-up socket; everything else happens on the thread running :meth:`Daemon.serve`.
 """
 
 from __future__ import annotations
@@ -33,14 +33,16 @@ from gpiozero import DigitalOutputDevice, GPIOZeroError
 
 from . import config_reload
 from .config import Config
-from .decision import UNRECORDED, decide
+from .decision import UNRECORDED, Decision, decide
 from .errors import CameraError, SmartbinError, os_error_message, os_error_reason
 from .files import printable_path
 from .hardware.cameras import Camera, create_camera
+from .hardware.cameras.base import one_line
 from .hardware.fill import FillLevels
 from .hardware.lid import LidSensor
 from .hardware.pins import make_pin_factory
 from .hardware.sorter import Sorter
+from .home.camera_requests import CameraRequests
 from .home.feedback import Feedback
 from .home.notify import Notifier
 from .home.observers import Observer, Observers
@@ -50,7 +52,15 @@ from .records.photos import Photos
 from .records.recorder import EventRecords
 from .records.state import HEARTBEAT_S, now_iso, write_status
 from .thresholds import Threshold, as_status, thresholds_in_force
-from .vision.chamber import FAULT_TEXT, Chamber, Look, crop_box
+from .vision.chamber import (
+    CALIBRATION_FRAMES,
+    FAULT_TEXT,
+    Chamber,
+    Look,
+    crop_box,
+    save_reference,
+    take_frames,
+)
 from .vision.classifier import Classifier, Prediction
 from .vision.model import load_classifier, resolve_model_path
 
@@ -126,6 +136,7 @@ class Daemon:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self.requests = CameraRequests(self._poke)  # the page's asks for the camera, served between items
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -180,6 +191,7 @@ class Daemon:
         self.state = "ready"
         self._write_status()
         self.notifier.ready(self._status_line())
+        self.observers.notify("attach", self.requests)
         self.observers.notify("started", self.status())
         log.info(
             "ready: model %s, camera %s, lid on GPIO %d", self.model_version, self.camera.name, cfg.lid.pin
@@ -246,6 +258,8 @@ class Daemon:
                     continue
                 if self._stop:
                     break
+                if self._serve_requests():
+                    continue
                 if self._run_timers():
                     continue
                 wait = timeout
@@ -310,6 +324,7 @@ class Daemon:
         if self.state == "stopped":
             return
         self.state = "stopping"
+        self.requests.close("the bin is stopping")
         self.notifier.stopping()
         self.observers.notify("stopping")
         if self.lid is not None:
@@ -394,20 +409,12 @@ class Daemon:
             settled = time.monotonic()
             frames, capture_error = self._capture(cfg.classifier.frames)
         captured = time.monotonic()
-        prediction: Prediction | None = None
         errors = [capture_error] if capture_error else []
         look = self.chamber.look(frames[-1]) if frames else None  # capture check, empty?
         checked = time.monotonic()
-        if look is not None and look.fault:
-            errors.append(f"capture: {FAULT_TEXT[look.fault]}")
-        if frames and not (look is not None and (look.fault or look.empty)):
-            try:
-                prediction = self.classifier.classify_frames(self._crop(frames, look))
-            except (ValueError, RuntimeError) as exc:
-                errors.append(f"classify: {exc}")
+        prediction = self._classify(frames, look, errors)
         classified = time.monotonic()
-        thresholds = {label: t.value for label, t in self.thresholds().items()}
-        decision = decide(prediction, cfg.sorting, thresholds, self.fill.full() if self.fill else None, look)
+        decision = self._decide(prediction, look)
         commanded = time.monotonic()
         if decision.compartment is not None:
             self._detach_due = None  # home() detaches at the end of the move
@@ -449,6 +456,25 @@ class Daemon:
         self._record(event)
         self._schedule_refresh()  # an idle frame is one taken a while after the last item
         return event
+
+    def _classify(self, frames: list[np.ndarray], look: Look | None, errors: list[str]) -> Prediction | None:
+        """The model's vote over ``frames``, unless the chamber check found a fault or nothing;
+        what went wrong is added to ``errors``."""
+        if look is not None and look.fault:
+            errors.append(f"capture: {FAULT_TEXT[look.fault]}")
+        if not frames or (look is not None and (look.fault or look.empty)):
+            return None
+        try:
+            return self.classifier.classify_frames(self._crop(frames, look))
+        except (ValueError, RuntimeError) as exc:
+            errors.append(f"classify: {exc}")
+            return None
+
+    def _decide(self, prediction: Prediction | None, look: Look | None) -> Decision:
+        thresholds = {label: t.value for label, t in self.thresholds().items()}
+        return decide(
+            prediction, self.config.sorting, thresholds, self.fill.full() if self.fill else None, look
+        )
 
     def _crop(self, frames: list[np.ndarray], look: Look | None) -> list[np.ndarray]:
         """With ``classifier.crop = "item"``: each frame cut to the item's box plus a margin."""
@@ -531,6 +557,86 @@ class Daemon:
         if len(frames) < count:
             return frames, f"camera: {len(frames)} of {count} frames ({failures[-1]})"
         return frames, f"camera: recovered after {len(failures)} failed capture(s) ({failures[-1]})"
+
+    # --- the camera for the review page: asked through self.requests, served between items ------
+
+    def _serve_requests(self) -> bool:
+        """Answer what the page asked of the camera since the last time; whether anything was."""
+        asked = self.requests.take()
+        handlers = {"snapshot": self._snapshot, "calibrate": self._calibrate, "test": self._test_item}
+        for kind, serial in asked.items():
+            try:
+                value, error = handlers[kind](), None
+            except SmartbinError as exc:
+                value, error = None, str(exc)
+            except Exception as exc:  # a bug in one ask must not end the loop: the page hears of it
+                log.exception("the page's %s failed", kind)
+                value, error = None, f"{kind} failed: {exc or type(exc).__name__}"
+            self.requests.answer(kind, serial, value, error)
+        return bool(asked)
+
+    def _snapshot(self) -> dict[str, Any]:
+        """One frame of a live camera, the chamber's light on (what an item's first frame would see)."""
+        if not self.camera.live:
+            raise SmartbinError(
+                f"the camera {self.camera.name} shows one photo per item: it has no live picture"
+            )
+        frames, error = self._capture_lit(1)
+        if not frames:
+            raise SmartbinError(error)
+        return {"frame": frames[0], "taken": now_iso()}
+
+    def _capture_lit(self, count: int) -> tuple[list[np.ndarray], str | None]:
+        """As an item's frames are taken: the light on, ``[lid] settle_s``, then :meth:`_capture`."""
+        with self._lit():
+            if self.config.lid.settle_s > 0:
+                time.sleep(self.config.lid.settle_s)
+            return self._capture(count)
+
+    def _calibrate(self) -> dict[str, Any]:
+        """``smartbin calibrate`` from the page: frames of the closed, empty chamber into the empty
+        reference, which the empty check uses from the next item on."""
+        cfg = self.config
+        if self.lid is None or not self.lid.closed:
+            raise SmartbinError("close the lid first: an open lid lets other light in, or a hand")
+        with self._lit():
+            try:
+                frames = take_frames(
+                    self.camera.capture, CALIBRATION_FRAMES, live=self.camera.live, settle_s=cfg.lid.settle_s
+                )
+            except Exception as exc:  # the camera's own error, as one line
+                raise SmartbinError(f"camera: {one_line(exc)}") from None
+        try:
+            save_reference(cfg.paths.state_dir, frames, cfg.camera, cfg.empty)
+        except OSError as exc:
+            raise SmartbinError(
+                f"cannot store the empty reference in {cfg.paths.state_dir}: {os_error_reason(exc)}"
+            ) from None
+        self.chamber = Chamber(cfg.paths.state_dir, cfg.empty, cfg.camera)
+        self._schedule_refresh()
+        log.info("empty reference stored from the review page (%d frames)", len(frames))
+        self._write_status()
+        self.observers.notify("status_changed", self.status())
+        return self.chamber.status()
+
+    def _test_item(self) -> dict[str, Any]:
+        """What the bin would do with the item in the chamber now: capture, empty check, classify,
+        decide; no servo moves and nothing is recorded."""
+        frames, capture_error = self._capture_lit(self.config.classifier.frames)
+        errors = [capture_error] if capture_error else []
+        look = self.chamber.look(frames[-1]) if frames else None
+        prediction = self._classify(frames, look, errors)
+        decision = self._decide(prediction, look)
+        return {
+            "taken": now_iso(),
+            "frame": frames[-1] if frames else None,
+            "label": prediction.label if prediction else None,
+            "confidence": round(prediction.confidence, 6) if prediction else None,
+            "compartment": decision.compartment,
+            "reason": decision.reason,
+            "box": look.box if look is not None else None,
+            "error": "; ".join(errors) or None,
+        }
 
     def _home_after_fault(self) -> None:
         try:

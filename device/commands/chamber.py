@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
 from .arguments import given_path, positive_int
 
-FRAME_GAP_S = 0.1  # between calibration frames of a live camera: something moving shows as unsteady
 MIN_FRAMES = 3  # a median of fewer says little
 
 
@@ -93,6 +91,7 @@ def _take_frames(config: Any, count: int) -> list[Any]:
     """``count`` frames of the configured camera, the chamber's light on while they are taken."""
     from ..hardware.cameras import create_camera
     from ..hardware.pins import make_pin_factory
+    from ..vision.chamber import take_frames
 
     camera = create_camera(
         config.camera.kind,
@@ -113,14 +112,7 @@ def _take_frames(config: Any, count: int) -> list[Any]:
             stack.callback(light.close)
             light.on()
         stack.enter_context(camera)
-        if camera.live:
-            time.sleep(config.lid.settle_s)
-        frames = []
-        for _ in range(count):
-            frames.append(camera.capture())
-            if camera.live:
-                time.sleep(FRAME_GAP_S)
-    return frames
+        return take_frames(camera.capture, count, live=camera.live, settle_s=config.lid.settle_s)
 
 
 def _lock_holder(path: Path) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..records.events import ItemEvent
+from .camera_requests import CameraRequests
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,9 @@ class Observer:
     """Base class with do-nothing hooks; override the ones you need."""
 
     name = "observer"  # the key of :meth:`status` in status.json's ``observers``
+
+    def attach(self, requests: CameraRequests) -> None:
+        """Before :meth:`started`: where to ask the daemon for what only its thread may do (the camera)."""
 
     def started(self, status: Mapping[str, Any]) -> None:
         """The bin is ready to sort; ``status`` is the daemon's status (model version, counts...)."""

@@ -27,6 +27,8 @@ import json
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ BLACK_P99 = 16
 BLOWN_SHARE = 0.95
 DARK_MEAN = 25
 CLIPPED_SHARE = 0.2
+CALIBRATION_FRAMES = 5  # frames a calibration takes: 'smartbin calibrate --frames' unless given
+FRAME_GAP_S = 0.1  # between calibration frames of a live camera: something moving shows as unsteady
 _KERNEL3 = np.ones((3, 3), np.uint8)
 _KERNEL5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
@@ -254,6 +258,21 @@ def check_calibration_frames(frames: list[np.ndarray], threshold: int, min_area:
             "and the bin still, and calibrate again"
         )
     return frame_stats(median) | {"unsteadiness": round(max(moved), 5)}
+
+
+def take_frames(
+    capture: Callable[[], np.ndarray], count: int, *, live: bool, settle_s: float
+) -> list[np.ndarray]:
+    """``count`` frames for a calibration from an open camera's ``capture``, the light already on:
+    a live camera gets ``settle_s`` first and :data:`FRAME_GAP_S` between frames."""
+    if live:
+        time.sleep(settle_s)
+    frames = []
+    for _ in range(count):
+        frames.append(capture())
+        if live:
+            time.sleep(FRAME_GAP_S)
+    return frames
 
 
 def save_reference(

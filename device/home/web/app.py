@@ -1,14 +1,16 @@
 """The routes of the review page and its JSON API (Bottle).
 
-Reads are open to whoever reaches the address; a write (a relabel, or its undo) needs
-``Authorization: Bearer <token>`` with the token of ``web.token_file``, or the cookie of a sign-in
-link (:mod:`.signin`) made with that token and sent from the page itself (a cross-site request is
-refused). The token is read at each request that needs it, so that ``smartbin web token --force``
+Reads are open to whoever reaches the address; a write (a relabel, or its undo, a new empty
+reference, a test item) and the camera's live picture need ``Authorization: Bearer <token>`` with
+the token of ``web.token_file``, or the cookie of a sign-in link (:mod:`.signin`) made with that
+token and sent from the page itself (a cross-site request is refused). The camera is the daemon's:
+the page asks for it through :class:`~..camera_requests.CameraRequests` and waits a bounded time. The token is read at each request that needs it, so that ``smartbin web token --force``
 takes effect at once. Every answer of ``/api`` is JSON, errors included (``{"error": "..."}``).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import sqlite3
@@ -20,12 +22,15 @@ from typing import Any
 
 import bottle
 import cv2
+import numpy as np
 
 from ...config import Config
 from ...errors import SmartbinError
 from ...records.events import REVIEW_EXTRA_LABELS, add_review, undo_review
 from ...records.recorder import is_corruption
 from ...records.state import now_iso
+from ...vision.chamber import load_reference
+from ..camera_requests import Answer, CameraRequests
 from . import metrics, queries, signin
 from .token import current_token_file, read_token, token_matches, token_path
 
@@ -37,12 +42,16 @@ MAX_BODY = 1024  # bytes of a label request
 THUMB_STEP = 80
 THUMB_MIN, THUMB_MAX = 16, 1280
 THUMB_CACHE = 128  # thumbnails kept in memory, the newest used (a 160-pixel one is about 5 KB)
+SNAPSHOT_MAX = 1280  # pixels on the longer side of a snapshot's JPEG: enough to focus by
+SNAPSHOT_WAIT_S = 3.0  # how long a snapshot waits for the daemon (an item in hand comes first)
+CAMERA_WAIT_S = 15.0  # ... and a calibration or a test item (a few frames, settling, maybe an item first)
 UNDO_S = 60  # how long a relabel can be taken back (the page offers it for 8 s; a slow link gets more)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     # nothing but the bin itself: no CDN, no inline script
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    # (blob: the snapshot, fetched with the token, shown from the page's own memory)
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'",
 }
 
 
@@ -71,10 +80,11 @@ def make_app(
     read: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
     on_review: Callable[[dict[str, Any]], None],
     token_files: Sequence[Path] = (),
+    requests: CameraRequests | None = None,
 ) -> bottle.Bottle:
     """The WSGI app. ``read`` gives (the daemon's status, the tally's snapshot); ``on_review`` hears
     of each review stored; ``token_files`` (default: the config's) as :func:`.token.current_token_file`
-    takes them."""
+    takes them; ``requests``: where to ask the daemon for the camera (None: no camera)."""
     app = bottle.Bottle(catchall=True)
     token_files = tuple(token_files) or (token_path(config),)
     sign_ins = signin.SignIns()
@@ -230,7 +240,7 @@ def make_app(
             if not signin.session_valid(_cookie(), token):
                 raise ApiError(
                     401,
-                    "a valid token is needed to relabel (Authorization: Bearer ...), "
+                    "a valid token is needed to relabel or use the camera (Authorization: Bearer ...), "
                     "or a sign-in link ('smartbin web link')",
                     WWW_Authenticate="Bearer",
                 )
@@ -303,6 +313,58 @@ def make_app(
         finally:
             connection.close()
         return {"undone": review_id, "review": left}
+
+    def ask_camera(kind: str, timeout: float) -> Any:
+        """The daemon's answer to ``kind``; a 503 or 504 saying why there is none, a 409 with
+        the daemon's reason when it refused."""
+        if requests is None:
+            raise ApiError(503, "no camera: this page runs without the bin's daemon")
+        answer: Answer | None = requests.ask(kind, timeout)
+        if answer is None:
+            if read()[0].get("busy"):
+                raise ApiError(503, "the bin is busy with an item; try again", Retry_After="1")
+            raise ApiError(504, f"the bin did not answer within {timeout:g} s")
+        if answer.error is not None:
+            raise ApiError(409, answer.error)
+        return answer.value
+
+    @app.get("/api/camera/snapshot")
+    def api_snapshot() -> Any:
+        """A new frame of the chamber with its light on, as JPEG (token or sign-in: a live picture)."""
+        authorize()
+        snapshot = ask_camera("snapshot", SNAPSHOT_WAIT_S)
+        return bottle.HTTPResponse(
+            _jpeg(snapshot["frame"]), Content_Type="image/jpeg", X_Taken=snapshot["taken"]
+        )
+
+    @app.get("/api/camera/reference")
+    def api_reference() -> Any:
+        """The empty reference as JPEG (open, as the items' photos are); its date is in the status."""
+        try:
+            found = load_reference(config.paths.state_dir)
+        except SmartbinError as exc:
+            raise ApiError(404, str(exc)) from None
+        if found is None:
+            raise ApiError(404, "no empty reference yet: store one (lid closed, chamber empty)")
+        image, meta = found
+        return bottle.HTTPResponse(_jpeg(image), Content_Type="image/jpeg", X_Taken=meta["taken"])
+
+    @app.post("/api/camera/calibrate")
+    def api_calibrate() -> dict[str, Any]:
+        """``smartbin calibrate`` by the daemon, between items: answers the new reference's status."""
+        authorize()
+        return {"empty_reference": ask_camera("calibrate", CAMERA_WAIT_S)}
+
+    @app.post("/api/camera/test")
+    def api_test() -> dict[str, Any]:
+        """What the bin would do with the item in the chamber now, without moving or recording it;
+        the frame it judged as a data: URL."""
+        authorize()
+        result = dict(ask_camera("test", CAMERA_WAIT_S))
+        frame = result.pop("frame")
+        photo = _jpeg(frame) if frame is not None else None
+        result["photo"] = "data:image/jpeg;base64," + base64.b64encode(photo).decode() if photo else None
+        return result
 
     @app.get("/metrics")
     def prometheus() -> Any:
@@ -394,6 +456,18 @@ def _review_from_body() -> int:
         got = repr(review) if isinstance(body, dict) else "no JSON object"
         raise ApiError(400, f'review: expected the id of the review to undo as {{"review": 12}}, got {got}')
     return review
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    """An RGB frame as JPEG, at most :data:`SNAPSHOT_MAX` pixels on its longer side."""
+    scale = min(1.0, SNAPSHOT_MAX / max(rgb.shape[:2]))
+    if scale < 1.0:
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise ApiError(500, "cannot encode the frame as JPEG")
+    return data.tobytes()
 
 
 @functools.lru_cache(maxsize=THUMB_CACHE)

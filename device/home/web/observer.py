@@ -24,6 +24,7 @@ from waitress import wasyncore
 
 from ...config import Config
 from ...errors import os_error_reason
+from ..camera_requests import CameraRequests
 from ..observers import QueuedObserver
 from . import queries
 from .app import make_app
@@ -55,6 +56,10 @@ class WebObserver(QueuedObserver):
         self._worker = threading.Thread(target=self._run, name="smartbin-web-tally", daemon=True)
         self._server: Any = None
         self._serving: threading.Thread | None = None
+        self._requests: CameraRequests | None = None  # the daemon's camera, once attached
+
+    def attach(self, requests: CameraRequests) -> None:
+        self._requests = requests
 
     # --- observer hooks: the daemon's thread; one put each -------------------------------
 
@@ -90,7 +95,11 @@ class WebObserver(QueuedObserver):
         host, port = self.address
         limit_queue_warnings()
         app = make_app(
-            self.config, self.view, lambda review: self.inbox.put(("review", review)), self.token_files
+            self.config,
+            self.view,
+            lambda review: self.inbox.put(("review", review)),
+            self.token_files,
+            self._requests,
         )
         try:
             self._server = LimitedServer(

@@ -6,6 +6,7 @@ to the fallback compartment ``other``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -43,8 +44,8 @@ from smartbin.device.records.events import EventLog, ItemEvent, add_review, revi
 from smartbin.device.records.photos import ImageStore
 from smartbin.device.thresholds import as_status
 
-from ..conftest import fast_config
-from .web_client import Http, new_token, page_of, wait_for_items, web_config
+from ..conftest import Bin, fast_config
+from .web_client import Http, StageCamera, new_token, page_of, wait_for_items, web_config
 
 
 @pytest.fixture
@@ -429,7 +430,7 @@ def test_the_page_is_small_and_loads_nothing_from_elsewhere(sorted_bin):
         total += len(body)
         page += body
     assert b"http://" not in page and b"https://" not in page
-    assert total < 30_000
+    assert total < 32_000
     assert http.request("GET", "/static/../observer.py")[0] == 404
 
 
@@ -674,3 +675,130 @@ def test_each_fault_counts_once_whatever_its_message_holds(error, kinds):
     from smartbin.device.home.web.tally import fault_kinds
 
     assert fault_kinds(error) == kinds
+
+
+# --- aiming the camera: snapshots, calibration and a test item, all on the daemon's thread ---------
+
+
+@pytest.fixture
+def aimed_bin(factory, tmp_path: Path):
+    """A running bin with its page, a live stage camera showing a grey chamber, a light on pin 5,
+    servos that hold an item for 0.5 s, and the lid open."""
+    config = web_config(tmp_path, light={"pin": 5}, sorting={"hold_s": 0.5})
+    token = new_token(config)
+    camera = StageCamera("grey", factory.pin(5))
+    observers = make_observers(config)
+    with Bin(config, factory, camera, observers=observers) as b:
+        b.lid_pin.drive_high()
+        yield b, camera, page_of(observers[0]), {"Authorization": f"Bearer {token}"}
+
+
+def decoded(body: bytes) -> np.ndarray:
+    """A JPEG answer as RGB."""
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_a_snapshot_is_taken_by_the_daemons_thread_with_the_light_on(aimed_bin):
+    b, camera, http, auth = aimed_bin
+    status, headers, body = http.request("GET", "/api/camera/snapshot", headers=auth)
+    assert (
+        status == 200 and headers["Content-Type"] == "image/jpeg" and headers["Cache-Control"] == "no-store"
+    )
+    assert datetime.fromisoformat(headers["X-Taken"]) <= datetime.now(UTC)
+    frame = decoded(body)
+    assert frame.shape == (48, 64, 3) and abs(frame.mean() - 128) < 3
+    assert camera.captures == [(b.thread.name, True)]  # never a page thread's, and lit
+    assert not b.factory.pin(5).state  # off again
+
+    status, _, body = http.request("GET", "/api/camera/snapshot")
+    assert status == 401 and "a valid token is needed" in json.loads(body)["error"]
+    assert len(camera.captures) == 1  # refused before the camera was asked
+
+
+def test_a_snapshot_asked_during_an_item_waits_for_it_or_says_busy(aimed_bin, monkeypatch):
+    from smartbin.device.home.web import app
+
+    b, camera, http, auth = aimed_bin
+    monkeypatch.setattr(app, "SNAPSHOT_WAIT_S", 0.2)  # less than the item's 0.5 s hold
+    b.lid_pin.drive_low()
+    time.sleep(0.1)  # the item has begun
+    status, _, body = http.request("GET", "/api/camera/snapshot", headers=auth)
+    assert (status, json.loads(body)) == (503, {"error": "the bin is busy with an item; try again"})
+    assert len(camera.captures) == 3  # the item's frames only
+    b.events.get(timeout=10)
+
+    monkeypatch.setattr(app, "SNAPSHOT_WAIT_S", 3.0)
+    b.lid_pin.drive_high()
+    b.lid_pin.drive_low()
+    time.sleep(0.1)
+    status, _, _ = http.request("GET", "/api/camera/snapshot", headers=auth)  # waits for the item
+    assert status == 200 and not b.events.empty()
+    assert [thread for thread, _ in camera.captures] == [b.thread.name] * 7
+
+
+def test_calibrate_from_the_page_stores_the_reference_the_bin_then_uses(aimed_bin):
+    b, camera, http, auth = aimed_bin
+    assert "no empty reference yet" in http.json("/api/camera/reference", expect=404)["error"]
+    status, _, body = http.request("POST", "/api/camera/calibrate", {})
+    assert status == 401 and not camera.captures
+    status, _, body = http.request("POST", "/api/camera/calibrate", {}, auth)
+    assert (status, json.loads(body)["error"]) == (
+        409,
+        "close the lid first: an open lid lets other light in, or a hand",
+    )
+
+    b.lid_pin.drive_low()  # closing the lid is an item: the chamber as it is, sorted without a reference
+    assert b.events.get(timeout=10).reason != "empty"
+    camera.scene = "black"
+    status, _, body = http.request("POST", "/api/camera/calibrate", {}, auth)
+    assert status == 409 and json.loads(body)["error"].startswith(
+        "frame 1 is too dark (mean brightness 0 of 255"
+    )
+    assert not b.config.paths.state_dir.joinpath("empty-reference.json").exists()
+
+    camera.scene = "grey"
+    status, _, body = http.request("POST", "/api/camera/calibrate", {}, auth)
+    reference = json.loads(body)["empty_reference"]
+    assert status == 200 and reference["set"] and reference["problem"] is None
+    assert [thread for thread, lit in camera.captures[3:]] == [b.thread.name] * 10  # 5 dark, 5 grey
+    assert all(lit for _, lit in camera.captures)
+    assert http.json("/api/status")["empty_reference"]["taken"] == reference["taken"]
+    status, headers, body = http.request("GET", "/api/camera/reference")
+    assert status == 200 and headers["X-Taken"] == reference["taken"] and abs(decoded(body).mean() - 128) < 3
+
+    b.lid_pin.drive_high()
+    b.lid_pin.drive_low()
+    assert b.events.get(timeout=10).reason == "empty"  # the next item is checked against it
+
+
+def test_a_test_item_is_judged_but_neither_moved_nor_recorded(aimed_bin, monkeypatch):
+    b, camera, http, auth = aimed_bin
+    assert http.request("POST", "/api/camera/test", {})[0] == 401
+    moves: list[str] = []
+    monkeypatch.setattr(b.daemon.sorter, "move", moves.append)
+    camera.scene = "red"
+    status, _, body = http.request("POST", "/api/camera/test", {}, auth)
+    result = json.loads(body)
+    assert status == 200, result
+    assert (result["label"], result["compartment"], result["reason"], result["error"]) == (
+        "can",
+        "can",
+        "sorted",
+        None,
+    )
+    assert result["confidence"] > 0.9 and result["box"] is None  # no reference: no box
+    assert result["photo"].startswith("data:image/jpeg;base64,")
+    photo = decoded(base64.b64decode(result["photo"].split(",", 1)[1]))
+    assert photo[..., 0].mean() > 150 and photo[..., 1].mean() < 80
+    assert [thread for thread, _ in camera.captures] == [b.thread.name] * 3
+    assert moves == [] and b.daemon.items == 0 and b.events.empty()
+
+
+def test_a_camera_without_a_live_picture_says_so(sorted_bin):
+    _, http, _, token = sorted_bin
+    status, _, body = http.request(
+        "GET", "/api/camera/snapshot", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert status == 409 and json.loads(body)["error"].endswith(
+        "shows one photo per item: it has no live picture"
+    )

@@ -16,7 +16,7 @@ import pytest
 from smartbin.device.home.observer_setup import make_observers
 from smartbin.device.records.events import EventLog, ItemEvent, reviewed_labels
 
-from .web_client import new_token, page_of, wait_for_items, web_config
+from .web_client import StageCamera, new_token, page_of, wait_for_items, web_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -359,3 +359,50 @@ def test_a_sign_in_link_lets_a_phone_relabel_without_the_token(make_bin, tmp_pat
         browser.get(link)  # a second time: refused, saying what to do
         wait.until(lambda d: "smartbin web link" in d.find_element(By.ID, "message").text)
         assert browser.current_url == page.base + "/signin"  # the code left the address bar
+
+
+def test_the_camera_view_shows_the_chamber_now_beside_its_reference(factory, tmp_path: Path, browser) -> None:
+    import time
+
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from smartbin.device.vision.chamber import save_reference
+
+    from ..conftest import COLOURS, Bin
+
+    config = web_config(tmp_path, classifier={"crop": "item"})
+    token = new_token(config)
+    grey = np.full((48, 64, 3), COLOURS["grey"], np.uint8)
+    save_reference(config.paths.state_dir, [grey] * 3, config.camera, config.empty)
+    camera = StageCamera("grey", factory.pin(5))
+    camera.item = "red"
+    observers = make_observers(config)
+    wait = waiting(browser)
+    with Bin(config, factory, camera, observers=observers) as b:
+        b.lid_pin.drive_high()
+        page = page_of(observers[0])
+        browser.get(page.base + "/")
+        browser.execute_script("localStorage.setItem('smartbin-token', arguments[0])", token)
+        browser.find_element(By.ID, "camera-link").click()  # the page's own way there: #camera
+        loaded = "return [document.getElementById('live').naturalWidth, document.getElementById('ref').naturalWidth]"
+        wait.until(lambda d: d.execute_script(loaded) == [64, 64])
+        assert browser.find_element(By.ID, "ref-note").text.startswith("empty reference · ")
+        assert not browser.find_element(By.ID, "filters").is_displayed()
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        wait.until(lambda d: len(camera.captures) >= 3)  # refreshed while shown
+        assert {thread for thread, _ in camera.captures} == {b.thread.name}
+
+        browser.find_element(By.ID, "test-item").click()
+        wait.until(lambda d: d.find_element(By.ID, "camera-message").text.startswith("test: can "))
+        assert browser.find_element(By.ID, "camera-message").text.endswith(
+            "→ can (sorted); not moved, not recorded"
+        )
+        assert b.daemon.items == 0
+
+        browser.find_element(By.ID, "camera-link").click()  # back to the items: no more snapshots
+        wait.until(lambda d: d.find_element(By.ID, "filters").is_displayed())
+        time.sleep(0.2)
+        taken = len(camera.captures)
+        time.sleep(2)
+        assert len(camera.captures) == taken

@@ -1,19 +1,23 @@
-"""A daemon with its review page on a free port, and a small HTTP client for the tests."""
+"""A daemon with its review page on a free port, a small HTTP client, and a live camera for the tests."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from smartbin.device.config import Config
+from smartbin.device.hardware.cameras import Camera
 from smartbin.device.home.web.observer import WebObserver
 from smartbin.device.home.web.token import create_token
 
-from ..conftest import fast_config
+from ..conftest import COLOURS, fast_config
 
 
 def web_config(tmp_path: Path, **sections: Any) -> Config:
@@ -76,3 +80,30 @@ def wait_for_items(http: Http, items: int, timeout: float = 10) -> dict[str, Any
             assert status.get("items") == items, status
             return status
         time.sleep(0.01)
+
+
+class StageCamera(Camera):
+    """A live camera showing whatever solid colour the test puts in front of it (``scene``), with
+    an ``item`` of another colour in the middle when one is set; it notes the thread of each
+    capture and whether the chamber's light was on."""
+
+    name = "stage"
+
+    def __init__(self, scene: str, light_pin: Any) -> None:
+        self.scene = scene
+        self.item: str | None = None
+        self.light_pin = light_pin
+        self.captures: list[tuple[str, bool]] = []
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def capture(self) -> np.ndarray:
+        self.captures.append((threading.current_thread().name, bool(self.light_pin.state)))
+        frame = np.full((48, 64, 3), COLOURS[self.scene], np.uint8)
+        if self.item is not None:
+            frame[12:36, 20:44] = COLOURS[self.item]
+        return frame

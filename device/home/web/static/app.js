@@ -1,4 +1,5 @@
-// The review page: recent items first, relabelling with undo, the bin's status folded away.
+// The review page: recent items first, relabelling with undo, the bin's status folded away;
+// at #camera, the chamber now beside its empty reference, to aim and focus the camera by.
 // The list never moves under the thumb: new items wait behind a "N new items" bar; each relabel
 // answers on its own card (saving, saved, refused) with a toast there, which offers the undo.
 "use strict";
@@ -255,11 +256,13 @@ function loadThumbs(cards) {
   }
 }
 
-function view(event) {
+function view(event) { viewPhoto("/api/events/" + event.id + "/photo", "item " + event.id + ", the whole photo"); }
+
+function viewPhoto(src, alt) {
   const img = $("viewer-photo");
   img.classList.remove("actual");
-  img.src = "/api/events/" + event.id + "/photo";
-  img.alt = "item " + event.id + ", the whole photo";
+  img.src = src;
+  img.alt = alt;
   $("viewer").showModal();
 }
 
@@ -328,10 +331,110 @@ async function refreshCounts() {
   } catch { /* the counts wait for the next item */ }
 }
 
+// --- the camera: the chamber now (a snapshot every SNAP_MS while shown), its empty reference --
+
+const SNAP_MS = 1500;
+let snapping = false;
+let snapTimer;  // the one next snapshot: however often snap() is called, one chain of them
+let liveUrl = null;  // the snapshot on screen, held by the page (it is fetched with the token)
+let referenceShown;  // the date of the reference on screen
+
+const cameraShown = () => location.hash === "#camera" && !document.hidden;
+
+function showView() {
+  const camera = location.hash === "#camera";
+  $("camera").hidden = !camera;
+  $("list").hidden = camera;
+  $("camera-link").textContent = camera ? "items" : "camera";
+  $("camera-link").href = camera ? "#" : "#camera";
+  if (camera) { showReference(); snap(); }
+}
+
+// The live picture needs the token or a sign-in, as writes do: it may show the room, lid open.
+async function snap() {
+  if (snapping || !cameraShown()) return;
+  clearTimeout(snapTimer);
+  snapping = true;
+  let again = true;
+  try {
+    const token = localStorage.getItem(TOKEN_KEY);
+    const response = await fetch("/api/camera/snapshot", { cache: "no-store", headers: token ? { "Authorization": "Bearer " + token } : {} });
+    if (response.ok) {
+      const old = liveUrl;
+      liveUrl = URL.createObjectURL(await response.blob());
+      $("live").src = liveUrl;
+      if (old) URL.revokeObjectURL(old);
+      $("live-note").textContent = "now · " + new Date().toLocaleTimeString();
+    } else {
+      const body = await response.json().catch(() => ({}));
+      $("live-note").textContent = (body.error || response.statusText) + (response.status === 401 ? " (tap the picture)" : "");
+      again = response.status !== 401 && response.status !== 409;  // asking again would change nothing
+    }
+  } catch (error) {
+    $("live-note").textContent = "the bin does not answer: " + error.message;
+  } finally {
+    snapping = false;
+  }
+  if (again) snapTimer = setTimeout(snap, SNAP_MS);
+}
+
+function showReference() {
+  const reference = status && status.empty_reference;
+  const taken = reference && reference.set ? reference.taken : null;
+  if (taken === referenceShown) return;
+  referenceShown = taken;
+  if (taken) $("ref").src = "/api/camera/reference?taken=" + encodeURIComponent(taken);
+  else $("ref").removeAttribute("src");
+  $("ref-note").textContent = taken ? "empty reference · " + new Date(taken).toLocaleString()
+    : "no reference yet" + (reference && reference.problem ? " (" + reference.problem + ")" : "");
+}
+
+async function askCamera(button, url, doing, done) {
+  const message = $("camera-message");
+  button.disabled = true;
+  message.className = "";
+  message.textContent = doing;
+  try {
+    const answer = await post(url, {});
+    if (answer == null) message.textContent = "";
+    else if (answer.response.ok) done(answer.body);
+    else { message.className = "error"; message.textContent = answer.body.error; }
+  } catch (error) {
+    message.className = "error";
+    message.textContent = "the bin does not answer: " + error.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$("live").parentElement.addEventListener("click", () => {
+  if (liveUrl) viewPhoto(liveUrl, "the chamber now");
+  else if (askToken()) snap();
+});
+$("ref").parentElement.addEventListener("click", () => { if ($("ref").src) viewPhoto($("ref").src, "the empty reference"); });
+$("calibrate").addEventListener("click", () => {
+  if (!confirm("Store what the camera sees now as the empty chamber? Close the lid, and leave nothing inside.")) return;
+  askCamera($("calibrate"), "/api/camera/calibrate", "taking the empty chamber…", (body) => {
+    status.empty_reference = body.empty_reference;
+    showReference();
+    $("camera-message").textContent = "empty reference stored";
+  });
+});
+$("test-item").addEventListener("click", () => askCamera($("test-item"), "/api/camera/test", "judging the chamber…", (body) => {
+  const text = "test: " + named(verdict(body)) + (body.confidence == null ? "" : " " + Math.round(body.confidence * 100) + "%")
+    + " → " + (body.compartment || "no move") + " (" + body.reason + (body.error ? ": " + body.error : "") + "); not moved, not recorded";
+  $("camera-message").textContent = text;
+  $("tested").hidden = !body.photo;
+  $("tested").querySelector("img").src = body.photo || "";
+}));
+addEventListener("hashchange", showView);
+document.addEventListener("visibilitychange", snap);
+
 async function refresh() {
   try {
     const st = await getJSON("/api/status");
     showStatus(st);
+    if (!$("camera").hidden) showReference();
     pageToast("");
     const last = st.last_item ? st.last_item.id : null;
     if (last !== lastItemId) {
@@ -355,5 +458,5 @@ for (const button of document.querySelectorAll("#filters button")) {
 }
 $("more").addEventListener("click", () => loadItems(true).catch((error) => say(error.message)));
 
-refresh().then(() => document.body.dataset.ready = "1");
+refresh().then(() => { showView(); document.body.dataset.ready = "1"; });
 setInterval(refresh, 2000);
