@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 
 def accuracy_points(text: str) -> float:
@@ -90,3 +91,20 @@ def positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
     return value
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--config FILE`` of the bin's commands."""
+    parser.add_argument(
+        "--config",
+        type=given_path,
+        metavar="FILE",
+        help="config file (default: $SMARTBIN_CONFIG, else /etc/smartbin/config.toml if it exists, else built-in defaults)",
+    )
+
+
+def load_config_of(args: argparse.Namespace) -> Any:
+    """The config ``--config`` names, else the default one (see ``add_config_option``)."""
+    from ..config import default_config_path, load_config
+
+    return load_config(args.config if args.config is not None else default_config_path())

@@ -15,22 +15,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import event_count, given_path, host_port, repeat_count, thread_count
-
-
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=given_path,
-        metavar="FILE",
-        help="config file (default: $SMARTBIN_CONFIG, else /etc/smartbin/config.toml if it exists, else built-in defaults)",
-    )
+from .arguments import (
+    add_config_option,
+    event_count,
+    given_path,
+    host_port,
+    load_config_of,
+    repeat_count,
+    thread_count,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this area's sub-commands to the ``smartbin`` parser."""
     p = subparsers.add_parser("run", help="run the bin daemon (on a Pi, or with any pin factory)")
-    _add_config(p)
+    add_config_option(p)
     p.set_defaults(func=cmd_run, left_on_interrupt="the daemon stopped before it started sorting")
 
     p = subparsers.add_parser(
@@ -50,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="BUNDLE",
         help="model bundle (default: as 'smartbin run' resolves it)",
     )
-    _add_config(p)
+    add_config_option(p)
     p.add_argument(
         "--fast", action="store_true", help="no settle, servo travel or hold waits (all else measured)"
     )
@@ -82,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="BUNDLE",
         help="model bundle (default: as 'smartbin run' resolves it)",
     )
-    _add_config(p)
+    add_config_option(p)
     p.add_argument(
         "--threads", type=thread_count, default=None, help="interpreter threads (default: the config's)"
     )
@@ -90,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_classify, left_on_interrupt="nothing was written")
 
     p = subparsers.add_parser("status", help="what the daemon is doing (exit 1 when it is not running)")
-    _add_config(p)
+    add_config_option(p)
     p.add_argument(
         "--json",
         action="store_true",
@@ -99,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status, left_on_interrupt="nothing was changed")
 
     p = subparsers.add_parser("events", help="recent items from the event log, and totals")
-    _add_config(p)
+    add_config_option(p)
     p.add_argument(
         "--limit", type=event_count, default=20, metavar="N", help="how many recent events (default 20)"
     )
@@ -123,17 +122,11 @@ def _simulation_left(args: argparse.Namespace) -> str:
     return f"the items so far are in {args.state_dir}"
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from ..config import default_config_path, load_config
-
-    return load_config(args.config if args.config is not None else default_config_path())
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from ..daemon import Daemon
     from ..home.observer_setup import make_observers
 
-    config = _load(args)
+    config = load_config_of(args)
     daemon = Daemon(config, observers=make_observers(config))
     daemon.install_signal_handlers()
     daemon.run()
@@ -222,7 +215,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     try:
         summary = simulate(
-            _load(args),
+            load_config_of(args),
             images=args.images,
             model=args.model,
             fast=args.fast,
@@ -251,7 +244,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from ..vision.classifier import Classifier
     from ..vision.model import resolve_model_path
 
-    config = _load(args)
+    config = load_config_of(args)
     path = args.model or resolve_model_path(config)
     classifier = Classifier(load_bundle(path), threads=args.threads or config.classifier.threads)
     failed = 0
@@ -319,7 +312,7 @@ def _state_dir_of(args: argparse.Namespace) -> Path:
     from ..errors import ConfigError
 
     try:
-        return _load(args).paths.state_dir
+        return load_config_of(args).paths.state_dir
     except ConfigError as exc:
         path = Path(args.config if args.config is not None else default_config_path()).expanduser()
         try:
@@ -462,7 +455,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     from ..records.recorder import is_corruption
     from ..records.state import state_dir_problem
 
-    config = _load(args)
+    config = load_config_of(args)
     db = config.paths.events_db
     if not db.exists():
         problem = state_dir_problem(db.parent)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from .bin import _add_config, _load
+from .arguments import add_config_option, load_config_of
 
 
 def _bin_id(text: str) -> str:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "nothing of it stays on the broker. Stop the daemon first, or set mqtt.discovery = false: "
         "a running daemon announces the device again when it reconnects.",
     )
-    _add_config(f)
+    add_config_option(f)
     f.add_argument(
         "--bin-id",
         type=_bin_id,
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_mqtt_forget(args: argparse.Namespace) -> int:
     from ..home.mqtt import forget
 
-    config = _load(args)
+    config = load_config_of(args)
     cleared = forget(config, bin_id=args.bin_id)
     print(f"removed: {', '.join(cleared)}")
     return 0

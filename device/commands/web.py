@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .bin import _add_config, _load
+from .arguments import add_config_option, load_config_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "it as the daemon's user, who must read the file. The daemon reads the file at each relabel, so no "
         "restart is needed.",
     )
-    _add_config(t)
+    add_config_option(t)
     t.add_argument(
         "--force",
         action="store_true",
@@ -43,14 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "browsers never send, so no log holds it. Makes the token first if there is none; run it as "
         "the daemon's user.",
     )
-    _add_config(k)
+    add_config_option(k)
     k.set_defaults(func=cmd_web_link, left_on_interrupt="no link was made, or an unused one is replaced")
 
 
 def cmd_web_token(args: argparse.Namespace) -> int:
     from ..home.web.token import create_token, token_path
 
-    path = token_path(_load(args))
+    path = token_path(load_config_of(args))
     token = create_token(path, force=args.force)
     print(token)
     print(
@@ -66,7 +66,7 @@ def cmd_web_link(args: argparse.Namespace) -> int:
     from ..home.web.signin import make_link
     from ..home.web.token import create_token, read_token, token_path
 
-    config = _load(args)
+    config = load_config_of(args)
     if config.web.address is None:
         raise SmartbinError(
             'the review page is off ([web] listen is empty); set it, e.g. listen = "0.0.0.0:8080", '
