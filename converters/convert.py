@@ -146,14 +146,14 @@ def convert_run(
     if quantization == "int8":
         sample = sample_examples(run, "train", representative, seed=int(run.info.get("seed") or 0))
         log.info("calibrating int8 on %d training images", len(sample))
-        dataset = tflite.representative_dataset(load_frames(sample, spec))
+        dataset = tflite.representative_dataset(load_frames(sample, spec, "reading calibration photos"))
     started = time.perf_counter()
     with native_stderr_silenced():  # the converter's native notes ("fully_quantize: 0, ..."); -v shows them
         model_bytes = tflite.convert_keras(model, quantization, dataset)
     seconds = time.perf_counter() - started
     log.info("converted to %s in %.1f s (%d bytes)", quantization, seconds, len(model_bytes))
 
-    frames = load_frames(gate_items, spec)
+    frames = load_frames(gate_items, spec, f"reading {gate_split} photos")
     truth = np.array([run.label_index(ex.label) for ex in gate_items])
     reference = keras_scores(model, frames)
     bundle_args: dict[str, Any] = {
@@ -209,7 +209,7 @@ def sorting_thresholds(
     items = run.splits[split]
     if not items:
         return {}
-    scores, _ = bundle_scores(bundle, load_frames(items, spec), threads=threads)
+    scores, _ = bundle_scores(bundle, load_frames(items, spec, f"reading {split} photos"), threads=threads)
     thresholds, figures = target.choose(
         scores, [ex.label for ex in items], run.labels, parse_config({}).sorting
     )

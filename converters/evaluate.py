@@ -30,6 +30,7 @@ from smartbin.device.vision.classifier import Classifier
 from smartbin.device.vision.images import read_rgb
 from smartbin.device.vision.model import check_bundle_fits
 from smartbin.training.metrics import confusion_matrix, per_class, plot_confusion
+from smartbin.training.progress import bar
 
 from .outcomes import compartment_of, format_outcomes, plot_sweep, sorting_outcomes, threshold_sweep
 
@@ -145,7 +146,8 @@ def evaluate_bundle(
     notes = [f"{name}: {note}" if several else note for name, scan in scans.items() for note in scan.notes]
     all_scores, classes, sources, latencies = [], [], [], []
     unreadable: list[str] = []
-    for source, path, label in ((name, *item) for name, scan in scans.items() for item in scan.items):
+    photos = [(name, *item) for name, scan in scans.items() for item in scan.items]
+    for source, path, label in bar(photos, desc="evaluating"):
         try:
             rgb = read_rgb(path)
         except CameraError as exc:

@@ -14,12 +14,13 @@ from smartbin.device.errors import SmartbinError
 from smartbin.device.vision.bundle import InputSpec
 from smartbin.device.vision.classifier import resize_frame
 from smartbin.device.vision.images import decode_image
+from smartbin.training.progress import bar
 
 from .run_dir import Example, TrainingRun
 
 
-def load_frames(examples: Sequence[Example], spec: InputSpec) -> np.ndarray:
-    """Return uint8 frames of shape (N, H, W, 3), resized with the device's own code."""
+def load_frames(examples: Sequence[Example], spec: InputSpec, what: str = "reading photos") -> np.ndarray:
+    """Return uint8 frames of shape (N, H, W, 3), resized with the device's own code (``what``: the bar's name)."""
     missing = [ex.path for ex in examples if not ex.path.is_file()]
     if missing:
         raise SmartbinError(
@@ -27,7 +28,7 @@ def load_frames(examples: Sequence[Example], spec: InputSpec) -> np.ndarray:
             "run this where the training data is"
         )
     frames = np.empty((len(examples), spec.height, spec.width, 3), np.uint8)
-    for i, ex in enumerate(examples):
+    for i, ex in enumerate(bar(examples, desc=what)):
         frames[i] = resize_frame(decode_image(ex.path), spec)
     return frames
 

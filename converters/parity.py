@@ -17,6 +17,7 @@ import numpy as np
 from smartbin.device.errors import BundleError, SmartbinError
 from smartbin.device.vision.bundle import load_bundle
 from smartbin.device.vision.classifier import Classifier
+from smartbin.training.progress import bar
 
 KERAS_BATCH = 32
 
@@ -97,7 +98,7 @@ def keras_scores(model, frames: np.ndarray, batch_size: int = KERAS_BATCH) -> np
     """Scores of the Keras model for uint8 frames, predicted in batches (raw pixels as float32)."""
     out = [
         np.asarray(model.predict_on_batch(frames[i : i + batch_size].astype(np.float32)))
-        for i in range(0, len(frames), batch_size)
+        for i in bar(range(0, len(frames), batch_size), desc="Keras scores", unit="batch")
     ]
     return np.concatenate(out).astype(np.float32)
 
@@ -111,7 +112,8 @@ def bundle_scores(
     :func:`check_bin_accepts` then applies the checks a bin makes at load.
     """
     classifier = Classifier(load_bundle(bundle_path), threads=threads, verify=False)
-    return np.stack([classifier.scores(frame) for frame in frames]), classifier.runtime
+    scores = [classifier.scores(frame) for frame in bar(frames, desc="TFLite scores")]
+    return np.stack(scores), classifier.runtime
 
 
 def check_bin_accepts(bundle_path: Path, threads: int | None = None) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from smartbin.device.errors import SmartbinError
+from smartbin.training.progress import bar
 
 from . import QUANTIZATIONS
 
@@ -38,7 +39,7 @@ def representative_dataset(frames: np.ndarray) -> RepresentativeDataset:
         )
 
     def generate() -> Iterator[list[np.ndarray]]:
-        for frame in frames:
+        for frame in bar(frames, desc="calibrating int8"):
             yield [frame[np.newaxis].astype(np.float32)]
 
     return generate

@@ -81,14 +81,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if bundles:
             raise SmartbinError(f"{bundles[0]} is a model bundle; --rollback takes only hosts")
         hosts = parse_hosts(args.targets)
-        results = run_on_hosts(hosts, options, lambda conn: rollback_one(conn, side), jobs=args.jobs)
+        results = run_on_hosts(
+            hosts, options, lambda conn: rollback_one(conn, side), jobs=args.jobs, desc="rolling back"
+        )
         return _finish(results)
     if len(args.targets) < 2:
         raise SmartbinError("give a BUNDLE and at least one HOST (or --rollback HOST...)")
     bundle = load_bundle(args.targets[0])
     hosts = parse_hosts(args.targets[1:])
     results = run_on_hosts(
-        hosts, options, lambda conn: deploy_one(conn, bundle, side, dry_run=args.dry_run), jobs=args.jobs
+        hosts,
+        options,
+        lambda conn: deploy_one(conn, bundle, side, dry_run=args.dry_run),
+        jobs=args.jobs,
+        desc="deploying",
     )
     return _finish(results)
 
@@ -106,7 +112,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         listings[str(conn.host)] = listing_text(data)
         return "listed", f"live: {data['current'] or 'the bundled default model'}"
 
-    results = run_on_hosts(parse_hosts(args.hosts), _ssh_options(args), job, jobs=args.jobs, echo=False)
+    results = run_on_hosts(
+        parse_hosts(args.hosts), _ssh_options(args), job, jobs=args.jobs, echo=False, desc="listing"
+    )
     for result in results:
         if result.ok:
             print(f"{result.host}: {listings[result.host]}")
@@ -124,7 +132,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     check_out_dir(args.out, "--out")
     hosts = parse_hosts(args.hosts)
     job = collect_job(args.out, _remote_side(args), per_host=len(hosts) > 1)
-    return _finish(run_on_hosts(hosts, _ssh_options(args), job, jobs=args.jobs))
+    return _finish(run_on_hosts(hosts, _ssh_options(args), job, jobs=args.jobs, desc="collecting"))
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:

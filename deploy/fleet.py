@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smartbin.device.errors import SmartbinError
+from smartbin.training import progress
 
 from .ssh import Connection, Host, RemoteError, SshOptions
 
@@ -62,12 +62,14 @@ def run_on_hosts(
     *,
     jobs: int = 4,
     echo: bool = True,
+    desc: str = "bins",
 ) -> list[HostResult]:
     """Connect to each host and run ``job``, ``jobs`` at a time.
 
     A job returns ``(outcome, detail)`` on success and raises :class:`Outcome`, RemoteError or
     SmartbinError on failure.
-    Result lines are printed as hosts finish; the returned list is in the order of ``hosts``.
+    Result lines are printed as hosts finish, above a bar named ``desc`` that counts the hosts done
+    and failed; the returned list is in the order of ``hosts``.
     """
 
     def one(host: Host, sockets: Path) -> HostResult:
@@ -89,13 +91,20 @@ def run_on_hosts(
         return HostResult(str(host), outcome, detail, time.monotonic() - start, ok)
 
     results: dict[int, HostResult] = {}
-    with control_dir() as sockets, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with (
+        control_dir() as sockets,
+        ThreadPoolExecutor(max_workers=max(1, jobs)) as pool,
+        progress.bar(total=len(hosts), desc=desc, unit="bin", leave=True) as hosts_bar,
+    ):
         futures = {pool.submit(one, host, sockets): i for i, host in enumerate(hosts)}
         for future in as_completed(futures):
             result = future.result()
             results[futures[future]] = result
             if echo:
-                print(result.line(), file=sys.stdout, flush=True)
+                progress.echo(result.line())
+            failed = sum(not r.ok for r in results.values())
+            hosts_bar.set_postfix_str(f"{len(results) - failed} done, {failed} failed", refresh=False)
+            hosts_bar.update()
     return [results[i] for i in range(len(hosts))]
 
 

@@ -361,5 +361,7 @@ def retrain(opts: RetrainOptions, ssh: SshOptions, side: RemoteSide) -> int:
         say("decide", f"{b.host}: {f'not deployed: {reason}' if reason else f'deploy: {verdict}'}")
     if not chosen:
         raise SmartbinError(f"not deployed: {refused[0][1]}; see {report}")
-    results = run_on_hosts(chosen, ssh, lambda conn: deploy_one(conn, new_bundle, side, dry_run=opts.dry_run))
+    results = run_on_hosts(
+        chosen, ssh, lambda conn: deploy_one(conn, new_bundle, side, dry_run=opts.dry_run), desc="deploying"
+    )
     return 1 if refused or not all(r.ok for r in results) else 0

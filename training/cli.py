@@ -6,6 +6,7 @@ Only argparse here; TensorFlow is imported inside the handler.
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from smartbin.device.commands.arguments import given_path, non_negative_int, positive_float, positive_int
 
@@ -131,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=1, help="seed for splits' shuffling, augmentation and initial weights"
     )
     t.add_argument("--strategy", default="default", help=f"tf.distribute strategy: {', '.join(STRATEGIES)}")
-    t.add_argument("--quiet", action="store_true", help="no Keras progress lines")
+    t.add_argument("--quiet", action="store_true", help="no progress bars and no Keras progress lines")
     d = p.add_argument_group("data checks")
     d.add_argument(
         "--classes",
@@ -233,6 +234,7 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     import_quietly("tensorflow")  # its start-up lines would reach the terminal; -v shows them
+    from . import progress
     from .train import TrainOptions, train
 
     weights = None if args.weights.lower() == "none" else args.weights
@@ -268,7 +270,8 @@ def _train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         verbose=0 if args.quiet else 2,
     )
-    run_dir = train(opts, scan)
+    with progress.off() if args.quiet else contextlib.nullcontext():
+        run_dir = train(opts, scan)
     print(run_dir)
     return 0
 

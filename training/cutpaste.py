@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .backgrounds import Backgrounds
+from .progress import bar
 
 #: The mask is found on a copy whose longer side is this many pixels (GrabCut's cost grows with area).
 WORK_SIDE = 128
@@ -209,7 +210,7 @@ class PasteAugment:
     def __init__(self, images: Sequence[np.ndarray], probability: float, backgrounds: Backgrounds) -> None:
         self.probability = probability
         self.backgrounds = backgrounds
-        self.cutouts = [cut_out(image) for image in images]
+        self.cutouts = [cut_out(image) for image in bar(images, desc="cutting out items")]
 
     @classmethod
     def from_images(cls, images: Sequence[np.ndarray], probability: float) -> PasteAugment:

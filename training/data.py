@@ -15,6 +15,7 @@ import tensorflow as tf
 from .cutpaste import PasteAugment
 from .dataset import Item
 from .images import load_rgb, resize_rgb
+from .progress import bar
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,17 @@ class Arrays:
     sources: list[str]  # the photo set of each image
 
 
-def load_arrays(items: Sequence[Item], labels: Sequence[str], size: tuple[int, int], resize: str) -> Arrays:
+def load_arrays(
+    items: Sequence[Item],
+    labels: Sequence[str],
+    size: tuple[int, int],
+    resize: str,
+    what: str = "reading photos",
+) -> Arrays:
+    """The photos decoded and resized, with a bar named ``what``."""
     index = {label: i for i, label in enumerate(labels)}
     images = np.empty((len(items), *size, 3), dtype=np.uint8)
-    for i, item in enumerate(items):
+    for i, item in enumerate(bar(items, desc=what)):
         images[i] = resize_rgb(load_rgb(item.path), size, resize)
     return Arrays(
         images=images,

@@ -26,6 +26,7 @@ from .backgrounds import Backgrounds
 from .cutpaste import cut_out, on_white_board, paste
 from .dataset import scan_dataset, split_of
 from .images import ImageLoadError, load_rgb
+from .progress import bar
 
 REPORT = "floor_set.json"
 
@@ -77,7 +78,7 @@ def make_floor_set(
     try:
         for label in scan.labels:
             (staging / label).mkdir()
-        for item in items:
+        for item in bar(items, desc="pasting onto floors"):
             draw = np.random.default_rng(rng.integers(2**63))  # one stream per photo, whatever is skipped
             rgb = load_rgb(item.path)
             cutout = cut_out(rgb)
@@ -138,7 +139,7 @@ def _floor_photos(floors_dir: Path, split: str, val_percent: float, test_percent
             "give a set with one sub-folder of photos per class, such as drinking-waste"
         )
     floors = []
-    for path in chosen:
+    for path in bar(chosen, desc="reading floors"):
         try:
             floors.append(load_rgb(path))
         except ImageLoadError:

@@ -17,6 +17,7 @@ import numpy as np
 from smartbin.converters.outcomes import DEFAULT_TARGET, compartment_of, format_outcomes, sorting_outcomes
 from smartbin.device.config import parse_config
 
+from . import keras_progress
 from .data import Arrays, image_dataset
 from .metrics import confusion_matrix, per_class, plot_confusion
 
@@ -70,9 +71,9 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def predict(model, arrays: Arrays, batch_size: int) -> np.ndarray:
+def predict(model, arrays: Arrays, batch_size: int, desc: str = "predicting") -> np.ndarray:
     ds = image_dataset(arrays, batch_size, training=False, seed=0, with_labels=False)
-    return np.asarray(model.predict(ds, verbose=0))
+    return keras_progress.predict(model, ds, len(arrays.labels), batch_size, desc)
 
 
 def write_reports(
@@ -90,7 +91,7 @@ def write_reports(
     metrics: dict[str, Any] = {}
     scores_of: dict[str, np.ndarray] = {}
     for split in ("val", "test"):
-        scores = scores_of[split] = predict(model, data[split], batch_size)
+        scores = scores_of[split] = predict(model, data[split], batch_size, f"evaluating on {split}")
         predicted = scores.argmax(axis=1)
         metrics[split] = classification_metrics(data[split].labels, predicted, labels)
         plot_confusion(

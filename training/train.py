@@ -28,11 +28,12 @@ from smartbin.device.errors import SmartbinError
 from smartbin.device.files import publish_dir
 from smartbin.device.vision.bundle import file_sha256
 
-from . import reports
+from . import progress, reports
 from .backbones import BackboneSpec, build_backbone
 from .cutpaste import PasteAugment
 from .data import Arrays, class_weights, image_dataset, load_arrays
 from .dataset import ScanResult, scan_dataset, write_dataset_report, write_splits_csv
+from .keras_progress import EpochBar, predict
 from .lite_variants import EFFICIENTNET_LITE
 from .pretrained import packaged_weights
 from .run_checks import STRATEGIES, check_run_out
@@ -75,7 +76,7 @@ class TrainOptions:
     min_size: int = 32
     strategy: str = "default"
     overwrite: bool = False
-    verbose: int = 2  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
+    verbose: int = 2  # Keras's lines where no bar is drawn (progress.wanted): 0 silent, 2 one per epoch
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -134,7 +135,10 @@ def _run(opts: TrainOptions, scan: ScanResult, run_dir: Path, started: float) ->
 
     t = time.monotonic()
     size = tuple(opts.input_size)
-    data = {s: load_arrays(scan.split(s), scan.labels, size, opts.resize) for s in ("train", "val", "test")}
+    data = {
+        s: load_arrays(scan.split(s), scan.labels, size, opts.resize, f"reading {s} photos")
+        for s in ("train", "val", "test")
+    }
     opts.timings["load_images_s"] = time.monotonic() - t
     n_classes = len(scan.labels)
     weights = class_weights(data["train"].labels, n_classes) if opts.balance else None
@@ -255,23 +259,18 @@ def _train_head_cached(
     With ``paste``, one pasted copy of each photo it picks is added to the training features.
     """
     t = time.monotonic()
-    features = {
-        s: base.predict(
-            image_dataset(data[s], opts.batch_size, training=False, seed=opts.seed, with_labels=False),
-            verbose=0,
-        )
-        for s in ("train", "val")
-    }
+
+    def cached(arrays: Arrays, what: str) -> np.ndarray:
+        ds = image_dataset(arrays, opts.batch_size, training=False, seed=opts.seed, with_labels=False)
+        return predict(base, ds, len(arrays.labels), opts.batch_size, f"features of {what}")
+
+    features = {s: cached(data[s], f"{s} photos") for s in ("train", "val")}
     labels = data["train"].labels
     if paste is not None:
         picked, pasted = paste.fixed_copies(opts.seed)
         if len(picked):
             copies = Arrays(images=pasted, labels=labels[picked], paths=[], sources=[])
-            extra = base.predict(
-                image_dataset(copies, opts.batch_size, training=False, seed=opts.seed, with_labels=False),
-                verbose=0,
-            )
-            features["train"] = np.concatenate([features["train"], extra])
+            features["train"] = np.concatenate([features["train"], cached(copies, "pasted copies")])
             labels = np.concatenate([labels, labels[picked]])
     opts.timings["cache_features_s"] = time.monotonic() - t
     log.info(
@@ -321,23 +320,28 @@ def _fit(
         val_ds = image_dataset(
             data["val"], opts.batch_size, training=False, seed=opts.seed, one_hot=n_classes
         )
+    epochs_bar = EpochBar(phase)
     callbacks = [
         _NotedInterrupt(),
+        epochs_bar,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=opts.patience, restore_best_weights=True),
         keras.callbacks.CSVLogger(str(logs.parent / f"history_{phase}.csv")),
         *_tensorboard(logs / phase),
         *extra,
     ]
     log.info("phase %s: up to %d epochs", phase, epochs)
-    result = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        class_weight=weights,
-        callbacks=callbacks,
-        verbose=opts.verbose,
-        shuffle=False,  # the dataset shuffles itself, with the seed
-    )
+    try:
+        result = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            class_weight=weights,
+            callbacks=callbacks,
+            verbose=0 if progress.wanted() else opts.verbose,  # the bar, or Keras's lines
+            shuffle=False,  # the dataset shuffles itself, with the seed
+        )
+    finally:
+        epochs_bar.close()
     keys = list(result.history)
     return [
         {"phase": phase, "epoch": i + 1, **{k: float(result.history[k][i]) for k in keys}}

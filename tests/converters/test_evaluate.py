@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from smartbin.device.cli import main
 from smartbin.device.errors import BundleError
 
 from .conftest import coloured_photo, write_photo
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,20 @@ def test_evaluate_reports_metrics_png_and_latency(int8_bundle, photos, tmp_path,
     assert "cardboard" in notes and "notes.txt" in notes and "broken.jpg" in notes
     assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == report["accuracy"]
+
+
+def test_evaluate_draws_its_bar_on_stderr_only_when_asked(photos, tmp_path, capsys, monkeypatch):
+    bundle = str(FIXTURES / "colour3-int8")  # a ready bundle: no TensorFlow
+    assert main(["evaluate", bundle, str(photos), "--out", str(tmp_path / "plain")]) == 0
+    plain = capsys.readouterr()
+    assert "evaluating" not in plain.err and "photo/s" not in plain.err  # stderr is no terminal
+    monkeypatch.setenv("SMARTBIN_PROGRESS", "1")
+    assert main(["evaluate", bundle, str(photos), "--out", str(tmp_path / "forced")]) == 0
+    forced = capsys.readouterr()
+    assert "\revaluating:" in forced.err and "/15 [" in forced.err  # 15 photos: broken.jpg too
+    assert "photo/s]" in forced.err
+    assert "\r" not in forced.out  # the report on stdout stays clean
+    assert forced.out.splitlines()[0] == plain.out.splitlines()[0]
 
 
 def test_evaluate_prints_a_readable_summary(int8_bundle, photos, tmp_path, capsys, monkeypatch):

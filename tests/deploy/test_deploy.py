@@ -68,6 +68,16 @@ def test_dry_run_changes_nothing(fleet, capsys):
     assert not (fleet.bins[0].models / "colour3-int8-1").exists()
 
 
+def test_a_bar_counts_the_bins_done_and_failed_when_asked(fleet, capsys, monkeypatch):
+    _, _, err = deploy(fleet, capsys, "--dry-run", str(C3))
+    assert "deploying" not in err  # stderr is no terminal
+    monkeypatch.setenv("SMARTBIN_PROGRESS", "1")
+    code, lines, err = deploy(fleet, capsys, "--dry-run", str(C3))
+    n = len(fleet.bins)
+    assert code == 0 and len(lines) == n and lines[0].startswith("bin1: would deploy")
+    assert "deploying: 100%" in err and f"{n}/{n} [" in err and f"{n} done, 0 failed]" in err
+
+
 def test_corrupted_bundle_is_refused_and_old_model_stays(fleet, capsys, bundle_copy):
     deploy(fleet, capsys, str(C3))
     bad = bundle_copy("colour4-int8")
