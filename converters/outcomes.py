@@ -100,7 +100,8 @@ def choose_for_outcome(
     counted once (own, wrong, rest let in), and a knapsack over the labels, with the wrong and
     let-in counts as its two budgets, finds the best combination exactly (searching one label at a
     time gets stuck: the first label spends the whole budget). A tie keeps the higher thresholds.
-    Labels sent to the fallback or to ``"none"`` get no threshold: theirs changes nothing here.
+    Labels sent to the fallback or to ``"none"`` get no threshold: theirs changes nothing here; nor
+    does a label no photo has as its top one (the bin's default applies).
     """
     fallback = sorting.fallback
     homes = np.array([_home(c, sorting) for c in true_classes])
@@ -118,6 +119,8 @@ def choose_for_outcome(
         if target in (None, NO_COMPARTMENT, fallback):
             continue
         mine = top == index
+        if not mine.any():  # no photo to choose by: the bin's default applies
+            continue
         grown: dict[tuple[int, int], tuple[int, dict[str, float]]] = {}
         for value in sorted(THRESHOLD_GRID, reverse=True):
             sent = mine & (confidence >= value)

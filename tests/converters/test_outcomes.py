@@ -173,6 +173,7 @@ def test_outcome_thresholds_spend_the_wrong_budget_where_it_sorts_the_most():
     assert meets(outcome, 0.1, 1.0)
     assert thresholds["glass"] == 0.5 and 0.6 < thresholds["can"] <= 0.9  # the trash at 0.6 stays out
     assert outcome["recyclables"]["own"] == round(10 / 12, 4)
+    assert "plastic" not in thresholds  # no photo's top label: nothing to choose by, the default applies
 
 
 def test_outcome_thresholds_are_the_best_combination_on_the_grid():
