@@ -51,6 +51,7 @@ from .settings import MqttConfig, mqtt_file_problem
 log = logging.getLogger(__name__)
 
 STATE_INTERVAL_S = 1.0  # the retained state is published on change, at most this often
+STATE_REFRESH_S = 60.0  # and at least this often while connected: its age says the bin still reports
 IN_FLIGHT = 100  # events handed to paho and not yet acknowledged, at most
 STOP_TIMEOUT_S = 2.0  # on a clean stop: flush the queue and say offline, for at most this long
 RECONNECT_DELAY_S = (1, 30)  # paho's backoff: first and longest wait between connection attempts
@@ -260,9 +261,10 @@ class MqttObserver(QueuedObserver):
             self._publish(self._due())
 
     def _wait_s(self) -> float | None:
-        if self._state_dirty and self.connected:
-            return max(0.0, self._state_sent_at + STATE_INTERVAL_S - time.monotonic())
-        return None  # until the next message
+        if not self.connected:
+            return None  # until the next message
+        every = STATE_INTERVAL_S if self._state_dirty else max(STATE_INTERVAL_S, STATE_REFRESH_S)
+        return max(0.0, self._state_sent_at + every - time.monotonic())
 
     def _take(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -362,12 +364,13 @@ class MqttObserver(QueuedObserver):
         if self._rediscover:
             self._rediscover = False
             out.append((self.topics.discovery, json.dumps(discovery_payload(self.config)), True, False))
-        if self._state_dirty and (
+        refresh = time.monotonic() >= self._state_sent_at + STATE_REFRESH_S
+        if (self._state_dirty or refresh) and (
             self._closing or time.monotonic() >= self._state_sent_at + STATE_INTERVAL_S
         ):
             self._state_dirty = False
             state = self._state()
-            if state != self._last_state:  # uptime alone is no change
+            if state != self._last_state or refresh:  # uptime alone is no change, but a refresh is due
                 self._last_state = state
                 self._state_sent_at = time.monotonic()
                 out.append(
