@@ -8,6 +8,7 @@ bounded time, and says which bins stopped reporting: offline, or a state older t
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -43,7 +44,7 @@ def collect(config: Config, *, wait_s: float) -> dict[str, dict[str, bytes]]:
     """``{bin_id: {"state": payload, "availability": payload}}`` of the retained messages on the
     broker, read for at most ``wait_s`` (less once they stop coming)."""
     mqtt = broker_of(config)
-    client = connect(mqtt, f"smartbin-fleet-{threading.get_native_id()}", timeout=CONNECT_TIMEOUT_S)
+    client = connect(mqtt, f"smartbin-fleet-{os.getpid()}", timeout=CONNECT_TIMEOUT_S)
     found: dict[str, dict[str, bytes]] = {}
     heard = threading.Condition()
     subscribed = threading.Event()
@@ -149,7 +150,9 @@ def _cells(b: BinRow) -> tuple[str, ...]:
         else "-"
     )
     faults = b.faults or {}
-    fault_text = [f"{faults['items_with_errors']} item errors"] if faults.get("items_with_errors") else []
+    fault_text = (
+        [f"items with errors: {faults['items_with_errors']}"] if faults.get("items_with_errors") else []
+    )
     fault_text += [str(w) for w in faults.get("warnings") or []]
     fill = ", ".join(_fill(name, level) for name, level in (b.fill or {}).items() if isinstance(level, dict))
     seen = (

@@ -73,7 +73,14 @@ def test_fleet_status_lists_every_bin_and_flags_those_that_stopped_reporting(
     rows = {line.split()[0]: line for line in lines[1:-1]}
     assert sorted(rows) == ["fresh", "gone", "old"]  # not the bin under another base_topic
     assert "STALE" not in rows["fresh"]
-    for cell in ("online", "model-fresh", "running", "can 85% FULL", "1 item errors; camera: slow", " ago)"):
+    for cell in (
+        "online",
+        "model-fresh",
+        "running",
+        "can 85% FULL",
+        "items with errors: 1; camera: slow",
+        " ago)",
+    ):
         assert cell in rows["fresh"], (cell, rows["fresh"])
     assert "2026-12-01 10:00 can -> can" in rows["fresh"]
     assert rows["gone"].endswith("STALE: offline")
