@@ -137,6 +137,14 @@ def test_no_bins_and_no_broker_are_one_line_errors(tmp_path, broker, capsys):
     assert out == ""
     assert err == f"smartbin: error: no bins found under empty/+ on mqtt://127.0.0.1:{broker.port}\n"
 
+    no_mqtt = tmp_path / "no-mqtt.toml"
+    no_mqtt.write_text("[lid]\npin = 17\n")
+    assert main(["fleet", "status", "--config", str(no_mqtt)]) == 1
+    assert (
+        capsys.readouterr().err
+        == f"smartbin: error: no MQTT broker in {no_mqtt}; set mqtt.host (and the rest of [mqtt]) first\n"
+    )
+
     port = free_port()  # nothing listens there
     assert main(["fleet", "status", "--config", config_file(tmp_path, port)]) == 1
     err = capsys.readouterr().err
