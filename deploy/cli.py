@@ -1,8 +1,8 @@
 """Sub-commands of this area (see smartbin.device.cli).
 
 ``deploy``, ``models``, ``bootstrap``, ``collect`` and ``retrain`` run here and reach bins over SSH;
-``store`` runs on a bin (deploy calls it remotely); ``loopback-bin`` makes this machine a bin to try
-them on. Handlers import their modules lazily.
+``fleet`` reads them from the MQTT broker; ``store`` runs on a bin (deploy calls it remotely);
+``loopback-bin`` makes this machine a bin to try them on. Handlers import their modules lazily.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Any
 
 from smartbin.device.commands.arguments import (
     accuracy_points,
+    add_config_option,
     given_path,
+    load_config_of,
     non_negative_int,
     positive_float,
     positive_int,
@@ -200,6 +202,16 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from .bootstrap import bootstrap
 
     return bootstrap(args, _ssh_options(args))
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from .fleet_status import fleet_status
+
+    lines, code = fleet_status(
+        load_config_of(args), wait_s=args.wait, stale_s=args.stale * 60, as_json=args.json
+    )
+    print("\n".join(lines))
+    return code
 
 
 def _add_ssh(parser: argparse.ArgumentParser) -> None:
@@ -471,3 +483,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         func=cmd_bootstrap,
         left_on_interrupt="the bin may be part-way bootstrapped; run bootstrap again (each step checks first)",
     )
+
+    p = subparsers.add_parser("fleet", help="every bin at once, through the MQTT broker")
+    fleet = p.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
+    f = fleet.add_parser(
+        "status",
+        help="list every bin from its retained MQTT state; bins that stopped reporting stand out",
+        description="Read the retained state and availability of every bin under the config's "
+        "mqtt.base_topic (same broker, TLS and credentials as the bins) and print one row per bin: "
+        "link, model version, state, items since the daemon started, last item, faults, fill levels, "
+        "when the state was published. A bin is STALE when it is offline or its state is older than "
+        "--stale. Exit code 1 when any bin is stale.",
+    )
+    add_config_option(f)
+    f.add_argument("--json", action="store_true", help="a JSON list of the bins, one object each")
+    f.add_argument(
+        "--wait",
+        type=positive_float,
+        default=2.0,
+        metavar="S",
+        help="longest to wait for the retained messages (2; it stops sooner once they stop coming)",
+    )
+    f.add_argument(
+        "--stale",
+        type=positive_float,
+        default=10.0,
+        metavar="MINUTES",
+        help="a state older than this marks the bin STALE (10)",
+    )
+    f.set_defaults(func=cmd_fleet_status, left_on_interrupt="nothing was changed")

@@ -51,6 +51,7 @@ from .settings import MqttConfig, mqtt_file_problem
 log = logging.getLogger(__name__)
 
 STATE_INTERVAL_S = 1.0  # the retained state is published on change, at most this often
+STATE_REFRESH_S = 60.0  # and at least this often while connected: its age says the bin still reports
 IN_FLIGHT = 100  # events handed to paho and not yet acknowledged, at most
 STOP_TIMEOUT_S = 2.0  # on a clean stop: flush the queue and say offline, for at most this long
 RECONNECT_DELAY_S = (1, 30)  # paho's backoff: first and longest wait between connection attempts
@@ -260,9 +261,10 @@ class MqttObserver(QueuedObserver):
             self._publish(self._due())
 
     def _wait_s(self) -> float | None:
-        if self._state_dirty and self.connected:
-            return max(0.0, self._state_sent_at + STATE_INTERVAL_S - time.monotonic())
-        return None  # until the next message
+        if not self.connected:
+            return None  # until the next message
+        every = STATE_INTERVAL_S if self._state_dirty else max(STATE_INTERVAL_S, STATE_REFRESH_S)
+        return max(0.0, self._state_sent_at + every - time.monotonic())
 
     def _take(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -362,12 +364,13 @@ class MqttObserver(QueuedObserver):
         if self._rediscover:
             self._rediscover = False
             out.append((self.topics.discovery, json.dumps(discovery_payload(self.config)), True, False))
-        if self._state_dirty and (
+        refresh = time.monotonic() >= self._state_sent_at + STATE_REFRESH_S
+        if (self._state_dirty or refresh) and (
             self._closing or time.monotonic() >= self._state_sent_at + STATE_INTERVAL_S
         ):
             self._state_dirty = False
             state = self._state()
-            if state != self._last_state:  # uptime alone is no change
+            if state != self._last_state or refresh:  # uptime alone is no change, but a refresh is due
                 self._last_state = state
                 self._state_sent_at = time.monotonic()
                 out.append(
@@ -478,19 +481,18 @@ def connect_error(exc: OSError, mqtt: MqttConfig) -> str:
     return f"{os_error_reason(exc)}; is the broker running, on port {mqtt.port}?"
 
 
-def forget(config: Config, *, bin_id: str | None = None, timeout: float = 10.0) -> list[str]:
-    """Remove the bin from Home Assistant: empty retained messages on its discovery config and
-    its retained topics. Returns the topics cleared; one-line :class:`SmartbinError` otherwise."""
-    mqtt = config.mqtt
-    if not mqtt.host:
+def broker_of(config: Config) -> MqttConfig:
+    """The config's ``[mqtt]``; one-line :class:`SmartbinError` when it names no broker."""
+    if not config.mqtt.host:
         where = config.source or "the built-in defaults"
         raise SmartbinError(f"no MQTT broker in {where}; set mqtt.host (and the rest of [mqtt]) first")
-    if bin_id is not None:
-        from dataclasses import replace
+    return config.mqtt
 
-        mqtt = replace(mqtt, bin_id=bin_id)
-    topics = Topics.of(mqtt)
-    client = make_client(mqtt, client_id=f"smartbin-{mqtt.bin_id}-forget")
+
+def connect(mqtt: MqttConfig, client_id: str, *, timeout: float, unless: str = "") -> paho.Client:
+    """A client connected to the broker, its network loop running (``disconnect`` and ``loop_stop``
+    it when done); one-line :class:`SmartbinError`, ending with ``unless``, when it cannot connect."""
+    client = make_client(mqtt, client_id=client_id)
     connected = threading.Event()
     refused: list[str] = []
 
@@ -504,19 +506,32 @@ def forget(config: Config, *, bin_id: str | None = None, timeout: float = 10.0) 
         client.connect(mqtt.host, mqtt.port, keepalive=KEEPALIVE_S)
     except (OSError, ValueError) as exc:
         why = connect_error(exc, mqtt) if isinstance(exc, OSError) else str(exc)
-        raise SmartbinError(
-            f"cannot reach the MQTT broker {broker_url(mqtt)}: {why} (nothing was removed)"
-        ) from None
+        raise SmartbinError(f"cannot reach the MQTT broker {broker_url(mqtt)}: {why}{unless}") from None
     client.loop_start()
+    if not connected.wait(timeout) or refused:
+        client.disconnect()
+        client.loop_stop()
+        why = (
+            f"refused the connection: {refused[0]}"
+            if refused
+            else f"did not answer in {timeout:.0f} s"
+            + ("" if mqtt.tls else f" (if port {mqtt.port} is a TLS port, set tls = true)")
+        )
+        raise SmartbinError(f"the MQTT broker {broker_url(mqtt)} {why}{unless}")
+    return client
+
+
+def forget(config: Config, *, bin_id: str | None = None, timeout: float = 10.0) -> list[str]:
+    """Remove the bin from Home Assistant: empty retained messages on its discovery config and
+    its retained topics. Returns the topics cleared; one-line :class:`SmartbinError` otherwise."""
+    mqtt = broker_of(config)
+    if bin_id is not None:
+        from dataclasses import replace
+
+        mqtt = replace(mqtt, bin_id=bin_id)
+    topics = Topics.of(mqtt)
+    client = connect(mqtt, f"smartbin-{mqtt.bin_id}-forget", timeout=timeout, unless=" (nothing was removed)")
     try:
-        if not connected.wait(timeout) or refused:
-            why = (
-                f"refused the connection: {refused[0]}"
-                if refused
-                else f"did not answer in {timeout:.0f} s"
-                + ("" if mqtt.tls else f" (if port {mqtt.port} is a TLS port, set tls = true)")
-            )
-            raise SmartbinError(f"the MQTT broker {broker_url(mqtt)} {why} (nothing was removed)")
         cleared = [topics.discovery, topics.state, topics.photo, topics.availability]
         infos = [client.publish(topic, b"", qos=1, retain=True) for topic in cleared]
         deadline = time.monotonic() + timeout

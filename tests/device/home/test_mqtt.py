@@ -18,7 +18,7 @@ from smartbin.device.home import mqtt as mqtt_module
 from smartbin.device.home.ha_discovery import event_type, event_types, sorted_labels
 from smartbin.device.home.mqtt import MqttObserver
 from smartbin.device.records.events import ItemEvent
-from smartbin.device.records.state import read_status
+from smartbin.device.records.state import now_iso, read_status
 
 from ..conftest import fast_config, write_image
 from .mqtt_broker import WAIT_S, Broker, Certificates, Subscriber, need_mosquitto
@@ -186,6 +186,22 @@ def test_state_waits_out_its_interval_and_the_last_one_goes_out_at_a_clean_stop(
         assert len(subscriber.on(f"{BASE}/state")) == 1  # four changes, none published yet
     states = payloads(subscriber.wait_for(f"{BASE}/state", 2))
     assert len(states) == 2 and states[-1]["items"] == 4 and states[-1]["busy"] is False
+
+
+def test_an_idle_bin_publishes_its_state_again_so_its_age_says_it_still_reports(
+    tmp_path, broker, subscriber, monkeypatch
+):
+    assert mqtt_module.STATE_REFRESH_S == 60.0  # "at least once a minute"
+    monkeypatch.setattr(mqtt_module, "STATE_REFRESH_S", 0.3)
+    monkeypatch.setattr(mqtt_module, "STATE_INTERVAL_S", 0.1)
+    observer = MqttObserver(mqtt_config(tmp_path, broker))
+    observer.started({"model_version": "m", "started": now_iso(), "state": "running"})
+    try:
+        states = payloads(subscriber.wait_for(f"{BASE}/state", 3))  # nothing changed but the time
+    finally:
+        observer.stopping()
+    assert [s["items"] for s in states] == [0, 0, 0]
+    assert states[0]["uptime_s"] < states[1]["uptime_s"] < states[2]["uptime_s"]
 
 
 def test_home_assistant_coming_online_gets_the_discovery_again(tmp_path, broker, subscriber, make_bin):
