@@ -11,16 +11,7 @@ from smartbin.device.cli import main
 from smartbin.device.home.mqtt import MqttObserver
 
 from ..device.conftest import fast_config
-from ..device.home.mqtt_broker import Broker, Subscriber, free_port, need_mosquitto
-
-
-@pytest.fixture
-def broker(tmp_path):
-    need_mosquitto()
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
+from ..device.home.mqtt_broker import Subscriber, free_port
 
 
 @pytest.fixture

@@ -29,15 +29,6 @@ JPEG = b"\xff\xd8"
 
 
 @pytest.fixture
-def broker(tmp_path):
-    need_mosquitto()
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
 def subscriber(broker):
     s = Subscriber(broker.port)
     yield s
