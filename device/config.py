@@ -4,7 +4,7 @@ Every key has a default, and the defaults run the hardware-free simulation (mock
 folder camera on the bundled sample photos, the bundled default model). Each wing declares its
 own tables beside its code (``hardware/settings.py``: gpio, lid, camera, servos, fill, light;
 ``vision/settings.py``: classifier, empty; ``records/settings.py``: paths, images;
-``home/settings.py``: mqtt, feedback, web) from the value types in :mod:`.schema`, and
+``home/settings.py``: mqtt, feedback, web; ``updates/settings.py``: updates) from the value types in :mod:`.schema`, and
 :class:`Config` here assembles them with ``[sorting]`` and ``[compartments]``. Frozen
 dataclasses validated by pydantic: each key's type, range and meaning are declared once, beside
 its default; a check that spans keys (a GPIO pin used twice, an angle outside its servo's
@@ -52,6 +52,7 @@ from .hardware.settings import (
 from .home.settings import FeedbackConfig, MqttConfig, WebConfig
 from .records.settings import ImagesConfig, PathsConfig
 from .schema import NOT_IN_FILE, TABLE, Angle, Bool, Name, Seconds10, Seconds30, float_in, invalid
+from .updates.settings import UpdatesConfig
 from .vision.settings import ClassifierConfig, EmptyConfig
 
 NO_COMPARTMENT = "none"  # a label mapped to this does not move the servos
@@ -170,6 +171,7 @@ class Config:
     empty: EmptyConfig = Field(default_factory=EmptyConfig)
     light: LightConfig = Field(default_factory=LightConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    updates: UpdatesConfig = Field(default_factory=UpdatesConfig)
     # the file it came from; None for the built-in defaults
     source: Path | None = dataclasses.field(default=None, metadata=NOT_IN_FILE)
 

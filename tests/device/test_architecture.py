@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 DEVICE = Path(__file__).resolve().parents[2] / "device"
-WINGS = ("commands", "home", "hardware", "vision", "records")
+WINGS = ("commands", "home", "updates", "hardware", "vision", "records")
 
 # Higher floors may import lower ones (and their own), never the reverse.
 FLOORS = {
@@ -19,6 +19,7 @@ FLOORS = {
     "config_reload": 6,
     "home": 5,
     "decision": 4,
+    "updates": 4,
     "thresholds": 4,
     "hardware": 3,
     "vision": 2,
