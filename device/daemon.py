@@ -52,12 +52,17 @@ from .records.photos import Photos
 from .records.recorder import EventRecords
 from .records.state import HEARTBEAT_S, now_iso, write_status
 from .thresholds import Threshold, as_status, thresholds_in_force
+from .updates.install import InstallFailed
+from .updates.install import install as install_update
+from .updates.source import UpdateSource
+from .updates.updater import FAILED, REFUSED, Updater
 from .vision.chamber import (
     CALIBRATION_FRAMES,
     FAULT_TEXT,
     Chamber,
     Look,
     crop_box,
+    load_reference,
     save_reference,
     take_frames,
 )
@@ -81,7 +86,8 @@ class Daemon:
 
     ``pin_factory`` and ``camera`` replace what the config names (tests, simulation);
     ``observers`` listen to the bin (see :mod:`.home.observers`); ``on_item`` is called with each
-    recorded :class:`ItemEvent`.
+    recorded :class:`ItemEvent`; ``update_source`` replaces the TUF source that ``[updates] url``
+    asks for (tests; with it the bin checks for updates whatever the url).
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class Daemon:
         notifier: Notifier | None = None,
         observers: Sequence[Observer] = (),
         on_item: Callable[[ItemEvent], None] | None = None,
+        update_source: UpdateSource | None = None,
     ) -> None:
         self.config = config
         self.notifier = notifier or Notifier()
@@ -137,6 +144,11 @@ class Daemon:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.requests = CameraRequests(self._poke)  # the page's asks for the camera, served between items
+        self._update_source = update_source
+        self.updater: Updater | None = None  # checks for updates on its own thread ([updates] url)
+        self.updates_error: str | None = None  # why the bin cannot check for updates
+        self._update_seen: dict[str, Any] | None = None  # the updater's status last written
+        self._last_input: np.ndarray | None = None  # the last frame the model saw (the health check's)
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -188,10 +200,16 @@ class Daemon:
         self.camera.open()
         self.chamber = Chamber(cfg.paths.state_dir, cfg.empty, cfg.camera)
         self._schedule_refresh()
+        self.updater = self._make_updater()
+        if self.updater is not None:
+            self.updater.start(self.model_version)
+            self._update_seen = self.updater.status()
         self.state = "ready"
         self._write_status()
         self.notifier.ready(self._status_line())
         self.observers.notify("attach", self.requests)
+        if self.updater is not None:
+            self.observers.notify("attach_updates", self.updater.check_now)
         self.observers.notify("started", self.status())
         log.info(
             "ready: model %s, camera %s, lid on GPIO %d", self.model_version, self.camera.name, cfg.lid.pin
@@ -260,6 +278,8 @@ class Daemon:
                     break
                 if self._serve_requests():
                     continue
+                if self._serve_update():
+                    continue
                 if self._run_timers():
                     continue
                 wait = timeout
@@ -325,6 +345,8 @@ class Daemon:
             return
         self.state = "stopping"
         self.requests.close("the bin is stopping")
+        if self.updater is not None:
+            self.updater.stop()
         self.notifier.stopping()
         self.observers.notify("stopping")
         if self.lid is not None:
@@ -464,8 +486,10 @@ class Daemon:
             errors.append(f"capture: {FAULT_TEXT[look.fault]}")
         if not frames or (look is not None and (look.fault or look.empty)):
             return None
+        cropped = self._crop(frames, look)
+        self._last_input = cropped[-1]
         try:
-            return self.classifier.classify_frames(self._crop(frames, look))
+            return self.classifier.classify_frames(cropped)
         except (ValueError, RuntimeError) as exc:
             errors.append(f"classify: {exc}")
             return None
@@ -699,6 +723,8 @@ class Daemon:
             if self.sorter is not None:  # it reads travel and hold times from its config at each move
                 self.sorter.config = config
             self.model_path, self.classifier = path, classifier
+            if self.updater is not None:
+                self.updater.set_installed(self.model_version)
             log.info("reloaded: model %s from %s (was %s)", self.model_version, path, old)
             if waiting:
                 log.warning("changes to [%s] take effect at the next restart", "], [".join(waiting))
@@ -707,6 +733,93 @@ class Daemon:
         self.notifier.ready(self._status_line())
         self.observers.notify("status_changed", self.status())
         return error is None
+
+    # --- updates: checked and fetched on the updater's thread, installed here between items ---
+
+    def _make_updater(self) -> Updater | None:
+        """The updater ``[updates] url`` asks for (or the one for ``update_source``), else None."""
+        cfg = self.config
+        source = self._update_source
+        if source is None and not cfg.updates.url:
+            return None
+        directory = cfg.paths.state_dir / "updates"
+        if source is None:
+            try:  # python-tuf only on a bin that fetches its own updates
+                from .updates.tuf_source import TufSource
+
+                source = TufSource(cfg.updates, cfg.mqtt.bin_id, directory / "tuf")
+            except Exception as exc:  # a missing library or root.json: the bin sorts on, status says why
+                self.updates_error = f"updates: cannot check {cfg.updates.url}: {one_line(exc)}"
+                log.error("%s", self.updates_error)
+                return None
+        return Updater(cfg.updates, source, directory, wake=self._poke)
+
+    def _serve_update(self) -> bool:
+        """Install a fetched bundle, or pass on the updater's new state; whether anything was done."""
+        if self.updater is None:
+            return False
+        fetched = self.updater.take()
+        if fetched is not None:
+            self._install_update(fetched)
+            return True
+        if self.updater.status() == self._update_seen:
+            return False
+        self._write_status()
+        self.observers.notify("status_changed", self.status())
+        return True
+
+    def _install_update(self, fetched: Any) -> None:
+        old, version = self.model_version, fetched.offer.version
+        log.info("updates: installing %s (running %s)", version, old)
+        try:
+            installed = install_update(fetched.path, self.config, self._health_frames())
+        except InstallFailed as exc:
+            self.updater.finish(fetched, error=str(exc), remember=exc.remember)
+        else:
+            self.model_path, self.classifier = installed.path, installed.classifier
+            self.updater.finish(fetched)
+            log.info(
+                "updates: model %s from %s (was %s; health check on %d frame(s) of this bin)",
+                self.model_version,
+                installed.path,
+                old,
+                installed.checked_on,
+            )
+        self.updater.set_installed(self.model_version)
+        self._write_status()
+        self.notifier.status(self._status_line())
+        self.observers.notify("status_changed", self.status())
+
+    def _health_frames(self) -> list[np.ndarray]:
+        """Real frames of this bin for a new model's health check: the last frame a model saw, the
+        empty reference, else a fresh frame of a live camera (none: the probe frames alone)."""
+        frames = [self._last_input] if self._last_input is not None else []
+        if self.chamber.reference is not None:
+            with contextlib.suppress(SmartbinError):  # the chamber already warns of a bad reference
+                found = load_reference(self.config.paths.state_dir)
+                if found is not None:
+                    frames.append(found[0])
+        if not frames and self.camera.live:
+            taken, _ = self._capture_lit(1)
+            frames += taken
+        return frames
+
+    def _update_status(self) -> dict[str, Any] | None:
+        if self.updater is not None:
+            status = self.updater.status()
+            self._update_seen = status
+            return status
+        if self.updates_error:
+            return {"state": FAILED, "reason": self.updates_error, "url": self.config.updates.url}
+        return None
+
+    def _update_warnings(self) -> list[str]:
+        if self.updater is None:
+            return [self.updates_error] if self.updates_error else []
+        status = self.updater.status()
+        if status["state"] in (FAILED, REFUSED):
+            return [f"update {status['state']}: {status['reason']}"]
+        return []
 
     @property
     def model_version(self) -> str | None:
@@ -735,7 +848,7 @@ class Daemon:
             out += self.chamber.warnings()
         if self.photos is not None:
             out += self.photos.warnings()
-        return out + config_reload.warnings(self.last_reload)
+        return out + config_reload.warnings(self.last_reload) + self._update_warnings()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -755,6 +868,7 @@ class Daemon:
             "images": self.photos.status() if self.photos is not None else None,
             **({"fill": self.fill.status()} if self.fill is not None else {}),
             "empty_reference": self.chamber.status() if self.chamber is not None else None,
+            "update": self._update_status(),
             "warnings": self.warnings(),
             "observers": self.observers.status(),
         }

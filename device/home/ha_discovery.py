@@ -6,7 +6,9 @@ Topics, all under ``<base_topic>/<bin_id>/``:
 - ``event``: one JSON object per item, not retained (Home Assistant's event entity ignores
   retained messages);
 - ``state``: retained JSON with counts, the last item, model, uptime, fill levels and faults;
-- ``photo``: the last item's JPEG (retained; only with ``photo = true``).
+- ``photo``: the last item's JPEG (retained; only with ``photo = true``);
+- ``cmd/update`` (the bin subscribes; any payload, not retained): check for an update now
+  (only with ``[updates] url``; Home Assistant's update entity sends ``install`` there).
 
 Discovery is one device-based message (Home Assistant 2024.11+) at
 ``<discovery_prefix>/device/smartbin_<bin_id>/config`` holding the device (``dev``), the origin
@@ -49,6 +51,7 @@ class Topics:
     event: str
     state: str
     photo: str
+    update_command: str  # check for an update now
     discovery: str  # the device's discovery config
     ha_status: str  # where Home Assistant says online (its birth message) and offline
 
@@ -61,6 +64,7 @@ class Topics:
             event=f"{base}/event",
             state=f"{base}/state",
             photo=f"{base}/photo",
+            update_command=f"{base}/cmd/update",
             discovery=f"{mqtt.discovery_prefix}/device/{device_id(mqtt)}/config",
             ha_status=f"{mqtt.discovery_prefix}/status",
         )
@@ -227,6 +231,19 @@ def discovery_payload(config: Config) -> dict[str, Any]:
             ),
             device_class="problem",
         )
+    if config.updates.url:
+        cmps["update"] = _entity(
+            "update",
+            mqtt,
+            "update",
+            "Model update",
+            state_topic=state,
+            value_template=UPDATE_TEMPLATE,
+            command_topic=topics.update_command,
+            payload_install=PAYLOAD_INSTALL,
+            entity_category="config",
+            icon="mdi:brain",
+        )
     if mqtt.photo:
         cmps["photo"] = _entity(
             "image", mqtt, "photo", "Last photo", image_topic=topics.photo, content_type="image/jpeg"
@@ -245,6 +262,34 @@ def discovery_payload(config: Config) -> dict[str, Any]:
         "payload_not_available": OFFLINE,
         "qos": mqtt.qos,
         "cmps": cmps,
+    }
+
+
+PAYLOAD_INSTALL = "install"
+UPDATE_TITLE = "smartbin model"
+_UPDATE_KEYS = ("installed_version", "latest_version", "title", "release_summary", "in_progress")
+# Home Assistant's MQTT update entity reads these keys from a JSON object; the state has more
+UPDATE_TEMPLATE = (
+    "{{ {" + ", ".join(f"'{key}': value_json.update.{key}" for key in _UPDATE_KEYS) + "} | tojson }}"
+)
+
+
+def update_state(update: Any) -> dict[str, Any] | None:
+    """The daemon's ``update`` status with what Home Assistant's update entity reads: the latest
+    version is what the channel offers, unless the bin will not try it again (then it is the
+    installed one, and the summary says why)."""
+    if not isinstance(update, Mapping):
+        return None
+    installed, offered = update.get("installed_version"), update.get("latest_offered")
+    state, reason = update.get("state"), update.get("reason")
+    latest = offered if offered and not update.get("not_retried") else installed
+    summary = f"{state}: {reason}" if reason else str(state)
+    return {
+        **update,
+        "latest_version": latest,
+        "title": UPDATE_TITLE,
+        "release_summary": summary[:255],
+        "in_progress": state in ("downloading", "installing"),
     }
 
 

@@ -23,7 +23,7 @@ import ssl
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from .ha_discovery import (
     event_type,
     fill_levels,
     sorted_labels,
+    update_state,
 )
 from .observers import QueuedObserver
 from .settings import MqttConfig, mqtt_file_problem
@@ -122,6 +123,7 @@ class MqttObserver(QueuedObserver):
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self._why_not_connected: str | None = None  # paho's thread: the last failed attempt's cause
+        self._check_update: Callable[[], None] | None = None  # cmd/update, on a bin with [updates] url
         self.client.reconnect = self._reconnect_noting_why(self.client.reconnect)
         self._worker = threading.Thread(target=self._run, name="smartbin-mqtt", daemon=True)
 
@@ -152,6 +154,9 @@ class MqttObserver(QueuedObserver):
         self._last_item: dict[str, Any] | None = None
 
     # --- observer hooks: the daemon's thread; one put each -----------------------------
+
+    def attach_updates(self, check_now: Callable[[], None]) -> None:
+        self._check_update = check_now  # before started(): subscribed to at each connection
 
     def started(self, status: Mapping[str, Any]) -> None:
         super().started(status)
@@ -200,6 +205,8 @@ class MqttObserver(QueuedObserver):
             return
         if self.mqtt.discovery:
             client.subscribe(self.topics.ha_status, qos=self.mqtt.qos)
+        if self._check_update is not None:
+            client.subscribe(self.topics.update_command, qos=self.mqtt.qos)
         self.inbox.put(("up",))
 
     def _reconnect_noting_why(self, reconnect: Any) -> Any:
@@ -226,6 +233,14 @@ class MqttObserver(QueuedObserver):
     def _on_message(self, client: paho.Client, userdata: Any, message: Any) -> None:
         if message.topic == self.topics.ha_status and message.payload == ONLINE.encode():
             self.inbox.put(("ha_online",))  # Home Assistant (re)started: announce the device again
+        elif message.topic == self.topics.update_command and self._check_update is not None:
+            if message.retain:  # a command left retained would check at every connection
+                log.warning(
+                    "MQTT: ignored a retained message on %s; publish it without retain", message.topic
+                )
+                return
+            log.info("MQTT: asked to check for an update now")
+            self._check_update()  # sets a flag: the check runs on the updater's thread
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         self.inbox.put(("published",))
@@ -433,6 +448,7 @@ class MqttObserver(QueuedObserver):
             "by_compartment": dict(self._by_compartment),
             "last_item": self._last_item,
             "fill": fill_levels(self.config, status.get("fill")),
+            "update": update_state(status.get("update")),
             "faults": {
                 "items_with_errors": self._item_errors,
                 "warnings": list(status.get("warnings") or []),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..records.events import ItemEvent
@@ -29,6 +29,10 @@ class Observer:
 
     def attach(self, requests: CameraRequests) -> None:
         """Before :meth:`started`: where to ask the daemon for what only its thread may do (the camera)."""
+
+    def attach_updates(self, check_now: Callable[[], None]) -> None:
+        """Before :meth:`started`, on a bin that checks for updates ([updates] url): ``check_now()``
+        asks for a check at once (MQTT's ``cmd/update``); it returns at once, from any thread."""
 
     def started(self, status: Mapping[str, Any]) -> None:
         """The bin is ready to sort; ``status`` is the daemon's status (model version, counts...)."""

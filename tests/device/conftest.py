@@ -95,6 +95,7 @@ class Bin:
         camera: Any,
         notifier: Notifier | None = None,
         observers: Sequence[Any] = (),
+        update_source: Any = None,
     ) -> None:
         self.config = config
         self.factory = factory
@@ -106,6 +107,7 @@ class Bin:
             notifier=notifier or Notifier({}),
             observers=observers,
             on_item=self.events.put,
+            update_source=update_source,
         )
         self.lid_pin = factory.pin(config.lid.pin)
         self.thread = threading.Thread(target=self.daemon.serve, daemon=True)
