@@ -415,6 +415,9 @@ def _print_status(status: dict[str, Any]) -> None:
     reload = status.get("last_reload")
     if reload and reload["ok"]:
         print(f"reload:   at {reload['at']}, model {reload['model_version']}")
+    update = status.get("update")
+    if update:
+        print(f"update:   {_update_text(update)}")
     mqtt = (status.get("observers") or {}).get("mqtt")
     if mqtt and "broker" in mqtt:
         link = "connected" if mqtt["connected"] else f"NOT CONNECTED ({mqtt['last_error'] or 'connecting'})"
@@ -430,6 +433,23 @@ def _print_status(status: dict[str, Any]) -> None:
             print(f"web:      NOT SERVING ({web['error']})")
     for warning in status["warnings"]:
         print(f"warning:  {warning}")
+
+
+def _update_text(update: dict[str, Any]) -> str:
+    """``up to date (channel stable of URL); last check ..., next ...`` from status' ``update``."""
+    state = (
+        str(update.get("state")).upper()
+        if update.get("state") in ("failed", "refused")
+        else update.get("state")
+    )
+    text = f"{state}" + (f": {update['reason']}" if update.get("reason") else "")
+    if update.get("channel"):
+        text += f" (channel {update['channel']} of {update.get('url')})"
+    if update.get("latest_offered"):
+        text += f"; offered {update['latest_offered']}"
+    if update.get("last_check_at") or update.get("next_check_at"):
+        text += f"; last check {update.get('last_check_at') or 'not yet'}, next {update.get('next_check_at') or '-'}"
+    return text
 
 
 def _print_empty_reference(reference: dict[str, Any] | None) -> None:

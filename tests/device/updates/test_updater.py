@@ -22,7 +22,7 @@ from smartbin.device.updates.source import UpdateError
 from smartbin.device.updates.updater import Updater, jittered
 from smartbin.device.vision.store import ModelStore
 
-from ..conftest import MODELS, fast_config
+from ..conftest import MODELS, REPO, fast_config
 from .folder_source import FolderSource
 
 OLD, NEW, SICK = "colour3-int8-1", "colour3-float32-1", "bad-nan-on-red-float32-1"
@@ -196,3 +196,51 @@ def test_the_first_check_comes_soon_after_start_then_every_interval_jittered(tmp
     rng = random.Random(0)
     waits = [jittered(100, 0.25, rng) for _ in range(200)]
     assert 75 <= min(waits) < 80 and 120 < max(waits) <= 125  # spread over the whole band
+
+
+def test_status_the_page_and_the_warnings_say_why_a_version_was_refused(tmp_path, factory, capsys, source):
+    from smartbin.device.cli import main
+    from smartbin.device.config import load_config
+    from smartbin.device.hardware.cameras import FolderCamera
+    from smartbin.device.home.web.observer import WebObserver
+
+    from ..conftest import Bin, write_image
+    from ..home.web_client import page_of
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[classifier]\nmodel = "{MODELS / "colour3-int8"}"\n[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+        '[updates]\nurl = "https://updates.example/bins"\nroot = "root.json"\nchannel = "canary"\n'
+        f'[web]\nlisten = "127.0.0.1:0"\ntoken_file = "{tmp_path / "web-token"}"\n'
+    )
+    config = load_config(path)
+    write_image(tmp_path / "photos" / "a.png", "red")
+    source.offering = "colour3-float32"
+    source.fetch_errors = [UpdateError("snapshot.json has expired", refused=True)]
+    watch, web = Watch(), WebObserver(config)
+    camera = FolderCamera(tmp_path / "photos", frames_per_image=config.classifier.frames)
+    with Bin(config, factory, camera, observers=[watch, web], update_source=source) as b:
+        b.daemon.updater.check_now()
+        watch.until(lambda u: u["state"] == "refused", "the refusal")
+        http = page_of(web)
+        deadline = time.monotonic() + WAIT_S
+        while (http.json("/api/status").get("update") or {}).get("state") != "refused":
+            assert time.monotonic() < deadline, "the page never heard of the refusal"
+            time.sleep(0.05)
+        page = http.json("/api/status")
+        assert main(["status", "--config", str(path), "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert main(["status", "--config", str(path)]) == 0
+        text = capsys.readouterr().out
+
+    why = f"{NEW}: snapshot.json has expired"
+    assert page["update"]["reason"] == why and f"update refused: {why}" in page["warnings"]
+    assert status["update"]["state"] == "refused" and status["update"]["reason"] == why
+    assert status["update"]["channel"] == "canary" and status["update"]["latest_offered"] == NEW
+    line = next(line for line in text.splitlines() if line.startswith("update:"))
+    assert line.startswith(f"update:   REFUSED: {why} (channel canary of https://updates.example/bins)")
+    assert "next " in line
+    assert f"warning:  update refused: {why}" in text
+    # the page shows it in one line of its status panel
+    assert 'id="update"' in (REPO / "device/home/web/static/index.html").read_text()
+    assert "update.reason" in (REPO / "device/home/web/static/app.js").read_text()

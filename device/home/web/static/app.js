@@ -50,6 +50,10 @@ function showStatus(st) {
   $("reference").textContent = !("empty_reference" in st) ? "–"
     : reference && reference.set ? "set" + (reference.taken ? " (" + reference.taken.slice(0, 16).replace("T", " ") + ")" : "")
     : "not set: run 'smartbin calibrate'" + (reference && reference.problem ? " (" + reference.problem + ")" : "");
+  const update = st.update;  // null or absent: the bin does not update itself ([updates] url)
+  $("update").textContent = !update ? "off"
+    : update.state + (update.reason ? ": " + update.reason : "") + (update.next_check_at ? " · next check " + update.next_check_at.slice(0, 16).replace("T", " ") : "");
+  $("update").className = update && (update.state === "failed" || update.state === "refused") ? "fault" : "";
   const faults = Object.entries(st.faults || {}).map(([kind, count]) => kind + " " + count);
   $("faults").textContent = faults.length ? faults.join(", ") + " (items since start)" : "none since start";
   $("faults").className = faults.length ? "fault" : "";
