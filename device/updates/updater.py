@@ -152,12 +152,11 @@ class Updater:
         the failure was passing (the store was busy)."""
         version = fetched.offer.version
         if error is None:
-            self._failures = 0
-            self._set(UP_TO_DATE, None, installed_version=version)
+            self._done(UP_TO_DATE, None, installed_version=version)
             log.info("updates: %s is live", version)
         elif remember:
             self.not_retried.remember(version, FAILED, error)
-            self._set(FAILED, f"{version}: {error}")
+            self._done(FAILED, f"{version}: {error}")
             log.error("updates: %s failed and is not tried again: %s", version, error)
         else:
             self._passing(f"{version}: {error}")
@@ -205,8 +204,7 @@ class Updater:
         with self._lock:
             self._fetched = Fetched(offer, path)
         self._wake()
-        self._finished.wait()
-        self._schedule(self._interval())
+        self._finished.wait()  # finish() sets the state and the next check
 
     def _ask(self, call: Callable[[], Any], offer: Offer | None = None) -> Any:
         """``call()``'s result; False after an :class:`UpdateError`, which sets the state and the next

@@ -244,3 +244,18 @@ def test_status_the_page_and_the_warnings_say_why_a_version_was_refused(tmp_path
     # the page shows it in one line of its status panel
     assert 'id="update"' in (REPO / "device/home/web/static/index.html").read_text()
     assert "update.reason" in (REPO / "device/home/web/static/app.js").read_text()
+
+
+def test_a_bin_pinned_to_a_model_file_is_told_so_and_tries_again_later(make_bin, tmp_path, source):
+    config = fast_config(tmp_path, updates={"url": "https://updates.example/bins", "root": "root.json"})
+    source.offering = "colour3-float32"
+    watch = Watch()
+    with make_bin("red", config=config, observers=[watch], update_source=source) as b:
+        b.daemon.updater.retry_s = 30.0
+        b.daemon.updater.check_now()
+        failed = watch.until(lambda u: u["state"] == "failed", "the install failing")
+        assert b.item().model_version == OLD
+    assert "classifier.model pins the bin to" in failed["reason"] and failed["not_retried"] is None
+    retry_in = _seconds_until(failed["next_check_at"], failed["last_check_at"])
+    assert 20 < retry_in < 40  # a passing failure: the backoff, not the 6-hour interval
+    assert not (config.paths.state_dir / "updates" / "not-retried.json").exists()
