@@ -47,6 +47,7 @@ from ..home.web.signin import Link, make_link
 from ..home.web.token import create_token, current_token_file, token_path
 from ..records.events import ItemEvent
 from ..records.settings import PathsConfig
+from ..updates.settings import UpdatesConfig
 
 ITEM_TIMEOUT_S = 60.0  # far above any cycle; reaching it means the daemon is stuck
 FILL_PER_ITEM = 10.0  # percent of a compartment one simulated item fills
@@ -204,7 +205,7 @@ def simulation_config(
     config: Config, *, model: Path | None, fast: bool, state_dir: Path, images: Path
 ) -> Config:
     """The config with mock pins, the folder camera, a separate state dir and MQTT bin id
-    (``<bin_id>-sim``), and no waits with ``fast``."""
+    (``<bin_id>-sim``), no updates of its own, and no waits with ``fast``."""
     paths = PathsConfig(
         state_dir=state_dir,
         models_dir=config.paths.models_dir,  # read only: the simulation may run the bin's current model
@@ -216,6 +217,7 @@ def simulation_config(
         paths=paths,
         gpio=replace(config.gpio, pin_factory="mock"),
         camera=replace(config.camera, kind="folder", source=str(images), controls={}),
+        updates=UpdatesConfig(),  # never: an update would switch the real bin's models_dir
     )
     if config.mqtt.host:  # published apart from the real bin (another id, another MQTT client)
         config = replace(config, mqtt=replace(config.mqtt, bin_id=f"{config.mqtt.bin_id}-sim"))

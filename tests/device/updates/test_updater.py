@@ -259,3 +259,13 @@ def test_a_bin_pinned_to_a_model_file_is_told_so_and_tries_again_later(make_bin,
     retry_in = _seconds_until(failed["next_check_at"], failed["last_check_at"])
     assert 20 < retry_in < 40  # a passing failure: the backoff, not the 6-hour interval
     assert not (config.paths.state_dir / "updates" / "not-retried.json").exists()
+
+
+def test_a_simulation_never_updates_the_real_bins_model_store(tmp_path):
+    from smartbin.device.commands.simulate import simulation_config
+
+    config = fast_config(tmp_path, updates={"url": "https://updates.example/bins", "root": "root.json"})
+    simulated = simulation_config(
+        config, model=None, fast=True, state_dir=tmp_path / "sim", images=tmp_path / "photos"
+    )
+    assert simulated.updates.url == "" and simulated.paths.models_dir == config.paths.models_dir
