@@ -11,6 +11,7 @@ Layout of ``REPO``::
     targets/bundles/<sha256>.<version>.tar   a bundle's own files (store.bundle_tar)
     targets/channels/<sha256>.<channel>.json  {"version", "target", "percent"}: what a channel offers
     fleet.json                  the lifetimes chosen at init (public, like the metadata)
+    .lock                       held while a command changes the repository
 
 ``KEYS`` holds the private keys as ``<role>.pem`` (ed25519, PKCS#8, mode 0600); each machine holds
 only the keys its job needs (docs/deploy.md, "Fleets: signed updates"). Every function here signs
@@ -23,10 +24,13 @@ on the desktop side.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,6 +133,7 @@ def _need_signer(keys: Path, role: str, root: Root, why: str) -> CryptoSigner:
 class Repo:
     dir: Path
     lifetimes: dict[str, timedelta]
+    held: list[Metadata[Any]] | None = None  # timestamps held back until a new root is written
 
     @property
     def metadata(self) -> Path:
@@ -156,6 +161,9 @@ class Repo:
     def write(self, md: Metadata[Any]) -> None:
         """Versioned first (what bins read), then the unversioned copy; the timestamp last of all."""
         role = md.signed.type
+        if role == Timestamp.type and self.held is not None:
+            self.held.append(md)
+            return
         data = md.to_bytes()
         if role != Timestamp.type:
             _write_atomic(self.metadata / f"{md.signed.version}.{role}.json", data)
@@ -182,6 +190,14 @@ def open_repo(repo_dir: Path) -> Repo:
             f"{settings}: damaged; it should hold lifetimes_s for {', '.join(ROLES)}"
         ) from None
     return Repo(repo_dir, lifetimes)
+
+
+@contextlib.contextmanager
+def _locked(repo_dir: Path) -> Iterator[None]:
+    """One change to the repository at a time (a refresh timer may fire during a publish)."""
+    with open(repo_dir / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def _bump(md: Metadata[Any], lifetime: timedelta, now: datetime) -> None:
@@ -273,7 +289,7 @@ class Published:
     released: bool  # snapshot and timestamp signed too (else: 'fleet refresh' where their keys are)
 
 
-def publish(
+def _publish(
     repo_dir: Path,
     keys: Path,
     bundle_dir: Path,
@@ -350,7 +366,7 @@ class Refreshed:
     warnings: tuple[str, ...]
 
 
-def refresh(repo_dir: Path, keys: Path, *, now: datetime | None = None) -> Refreshed:
+def _refresh(repo_dir: Path, keys: Path, *, now: datetime | None = None) -> Refreshed:
     """Sign a new timestamp; a new snapshot too when the targets changed or it passed half its
     lifetime; a new targets when its key is here and it passed half its lifetime. Say what expires
     soon that this machine cannot sign."""
@@ -411,7 +427,7 @@ class Rotated:
     pending: tuple[str, ...]  # roles that need signing where their keys are ('fleet refresh')
 
 
-def rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None) -> Rotated:
+def _rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None) -> Rotated:
     """A new key for ``role`` in a new root version signed by the root key (for root: by the old
     and the new root key). The old key is revoked: moved to KEYS/retired/ to be destroyed."""
     if role not in ROLES:
@@ -434,9 +450,11 @@ def rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None
     root_md.sign(new_signer if role == "root" else old_root_signer)
     if role == "root":  # bins trust the new root only when the old root's keys signed it too
         root_md.sign(old_root_signer, append=True)
-    repo.write(root_md)
     root = root_md.signed
 
+    # Bins read the new root first, then the timestamp, which names the new snapshot and targets: so
+    # targets and snapshot (versioned, unseen until named) first, then the root, the timestamp last.
+    repo.held = []
     resigned: list[str] = []
     pending: list[str] = []
     if role == "targets":
@@ -450,6 +468,41 @@ def rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None
             resigned += ["snapshot", "timestamp"]
         else:
             pending += ["snapshot", "timestamp"]
+    held, repo.held = repo.held, None
+    repo.write(root_md)
+    for md in held:
+        repo.write(md)
     return Rotated(
         role, old_keyids, new_signer.public_key.keyid, root.version, tuple(resigned), tuple(pending)
     )
+
+
+def publish(
+    repo_dir: Path,
+    keys: Path,
+    bundle_dir: Path,
+    channel: str,
+    percent: int = 100,
+    *,
+    now: datetime | None = None,
+) -> Published:
+    open_repo(repo_dir)
+    with _locked(repo_dir):
+        return _publish(repo_dir, keys, bundle_dir, channel, percent, now=now)
+
+
+def refresh(repo_dir: Path, keys: Path, *, now: datetime | None = None) -> Refreshed:
+    open_repo(repo_dir)
+    with _locked(repo_dir):
+        return _refresh(repo_dir, keys, now=now)
+
+
+def rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None) -> Rotated:
+    if role not in ROLES:
+        raise SmartbinError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    open_repo(repo_dir)
+    with _locked(repo_dir):
+        return _rotate(repo_dir, keys, role, now=now)
+
+
+publish.__doc__, refresh.__doc__, rotate.__doc__ = _publish.__doc__, _refresh.__doc__, _rotate.__doc__
