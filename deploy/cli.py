@@ -1,8 +1,10 @@
 """Sub-commands of this area (see smartbin.device.cli).
 
 ``deploy``, ``models``, ``bootstrap``, ``collect`` and ``retrain`` run here and reach bins over SSH;
-``fleet`` reads them from the MQTT broker; ``store`` runs on a bin (deploy calls it remotely);
-``loopback-bin`` makes this machine a bin to try them on. Handlers import their modules lazily.
+``fleet status`` reads them from the MQTT broker and ``fleet init/publish/refresh/rotate`` keep the
+TUF repository of signed bundles they pull (fleet_repo.py); ``store`` runs on a bin (deploy calls
+it remotely); ``loopback-bin`` makes this machine a bin to try them on. Handlers import their
+modules lazily.
 """
 
 from __future__ import annotations
@@ -559,7 +561,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         left_on_interrupt="the bin may be part-way bootstrapped; run bootstrap again (each step checks first)",
     )
 
-    p = subparsers.add_parser("fleet", help="every bin at once, through the MQTT broker")
+    p = subparsers.add_parser(
+        "fleet", help="every bin at once: status from the MQTT broker, signed updates the bins pull"
+    )
     fleet = p.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
     f = fleet.add_parser(
         "status",
