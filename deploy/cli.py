@@ -1,8 +1,10 @@
 """Sub-commands of this area (see smartbin.device.cli).
 
 ``deploy``, ``models``, ``bootstrap``, ``collect`` and ``retrain`` run here and reach bins over SSH;
-``fleet`` reads them from the MQTT broker; ``store`` runs on a bin (deploy calls it remotely);
-``loopback-bin`` makes this machine a bin to try them on. Handlers import their modules lazily.
+``fleet status`` reads them from the MQTT broker and ``fleet init/publish/refresh/rotate`` keep the
+TUF repository of signed bundles they pull (fleet_repo.py); ``store`` runs on a bin (deploy calls
+it remotely); ``loopback-bin`` makes this machine a bin to try them on. Handlers import their
+modules lazily.
 """
 
 from __future__ import annotations
@@ -212,6 +214,81 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
     )
     print("\n".join(lines))
     return code
+
+
+def cmd_fleet_init(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from .fleet_repo import init_repo, key_path
+
+    lifetimes = {
+        "root": timedelta(days=args.root_expires_days),
+        "targets": timedelta(days=args.targets_expires_days),
+        "snapshot": timedelta(days=args.snapshot_expires_days),
+        "timestamp": timedelta(hours=args.timestamp_expires_hours),
+    }
+    repo = init_repo(args.repo, args.keys, lifetimes)
+    print(f"fleet init: an empty signed repository in {repo.dir} (serve this folder over HTTP(S))")
+    print(f"keys (ed25519, mode 0600) in {args.keys}: root.pem, targets.pem, snapshot.pem, timestamp.pem")
+    print(
+        f"copy {repo.root_file} to each bin and name it in [updates] root; then move "
+        f"{key_path(args.keys, 'root')} offline (docs/deploy.md, Fleets: signed updates)"
+    )
+    return 0
+
+
+def cmd_fleet_publish(args: argparse.Namespace) -> int:
+    from .fleet_repo import publish
+
+    done = publish(args.repo, args.keys, args.bundle, args.channel, args.percent)
+    line = (
+        f"published {done.version} on channel {done.channel} for {done.percent}% of bins "
+        f"(target {done.target}, targets v{done.targets_version})"
+    )
+    if not done.released:
+        line += "; bins see it once 'smartbin fleet refresh' runs where the snapshot and timestamp keys are"
+    print(line)
+    return 0
+
+
+def cmd_fleet_refresh(args: argparse.Namespace) -> int:
+    from .fleet_repo import refresh
+
+    done = refresh(args.repo, args.keys)
+    print(f"refreshed: signed {', '.join(done.signed)} in {args.repo}")
+    for warning in done.warnings:
+        print(f"smartbin: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_fleet_rotate(args: argparse.Namespace) -> int:
+    from .fleet_repo import key_path, rotate
+
+    done = rotate(args.repo, args.keys, args.role)
+    old = ", ".join(k[:12] for k in done.old_keyids) or "none"
+    line = (
+        f"rotated {done.role}: new key {done.new_keyid[:12]} in {key_path(args.keys, done.role)}, "
+        f"old key {old} revoked (moved to {args.keys / 'retired'}; destroy it) in root v{done.root_version}"
+    )
+    if done.resigned:
+        line += f"; signed {', '.join(done.resigned)} anew"
+    if done.pending:
+        line += f"; run 'smartbin fleet refresh' where the {' and '.join(done.pending)} keys are"
+    print(line)
+    return 0
+
+
+def _add_fleet_repo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repo",
+        type=given_path,
+        required=True,
+        metavar="REPO_DIR",
+        help="the repository (fleet init made it)",
+    )
+    parser.add_argument(
+        "--keys", type=given_path, required=True, metavar="KEYS_DIR", help="where this machine keeps its keys"
+    )
 
 
 def _add_ssh(parser: argparse.ArgumentParser) -> None:
@@ -484,7 +561,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         left_on_interrupt="the bin may be part-way bootstrapped; run bootstrap again (each step checks first)",
     )
 
-    p = subparsers.add_parser("fleet", help="every bin at once, through the MQTT broker")
+    p = subparsers.add_parser(
+        "fleet", help="every bin at once: status from the MQTT broker, signed updates the bins pull"
+    )
     fleet = p.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
     f = fleet.add_parser(
         "status",
@@ -512,3 +591,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a state older than this marks the bin STALE (10)",
     )
     f.set_defaults(func=cmd_fleet_status, left_on_interrupt="nothing was changed")
+
+    f = fleet.add_parser(
+        "init",
+        help="new signing keys and an empty TUF repository of bundles, as static files",
+        description="Make ed25519 keys for the root, targets, snapshot and timestamp roles in KEYS_DIR (mode "
+        "0600) and an empty, signed TUF repository in REPO_DIR (consistent snapshots) that any HTTP server, "
+        "object store or CDN can serve. Copy REPO_DIR/metadata/root.json to each bin as [updates] root, then "
+        "move the root key offline.",
+    )
+    f.add_argument("repo", type=given_path, metavar="REPO_DIR")
+    f.add_argument(
+        "--keys", type=given_path, required=True, metavar="KEYS_DIR", help="an empty folder for the keys"
+    )
+    f.add_argument("--root-expires-days", type=positive_float, default=365.0, metavar="D", help="(365)")
+    f.add_argument("--targets-expires-days", type=positive_float, default=90.0, metavar="D", help="(90)")
+    f.add_argument("--snapshot-expires-days", type=positive_float, default=7.0, metavar="D", help="(7)")
+    f.add_argument(
+        "--timestamp-expires-hours",
+        type=positive_float,
+        default=24.0,
+        metavar="H",
+        help="(24; 'smartbin fleet refresh' from a timer renews it)",
+    )
+    f.set_defaults(
+        func=cmd_fleet_init, left_on_interrupt="REPO_DIR and KEYS_DIR may be half made; remove both"
+    )
+
+    f = fleet.add_parser(
+        "publish",
+        help="sign a bundle into the repository and point a channel at it",
+        description="Check BUNDLE_DIR as deploy does, add its files as one tar target, point the channel "
+        "(the signed target channels/NAME.json) at it for PERCENT of the bins, and sign targets; with the "
+        "snapshot and timestamp keys here, sign those too so bins see it at their next check.",
+    )
+    f.add_argument("bundle", type=given_path, metavar="BUNDLE_DIR")
+    _add_fleet_repo(f)
+    f.add_argument(
+        "--channel", required=True, metavar="NAME", help="a channel such as stable (as [updates] channel)"
+    )
+    f.add_argument(
+        "--percent",
+        type=positive_int,
+        default=100,
+        metavar="P",
+        help="staged rollout: the share of bins (1-100) offered it, the same bins each time (100)",
+    )
+    f.set_defaults(
+        func=cmd_fleet_publish, left_on_interrupt="the repository holds the old or the new targets"
+    )
+
+    f = fleet.add_parser(
+        "refresh",
+        help="sign a new timestamp (and snapshot, targets when due); run it from a timer",
+        description="Sign a new short-lived timestamp, a new snapshot when the targets changed or half its "
+        "lifetime passed, and a new targets when its key is here and half its lifetime passed. Run it "
+        "more often than the timestamp expires (docs/deploy.md has a systemd timer).",
+    )
+    _add_fleet_repo(f)
+    f.set_defaults(
+        func=cmd_fleet_refresh, left_on_interrupt="the repository holds the old or the new timestamp"
+    )
+
+    f = fleet.add_parser(
+        "rotate",
+        help="replace (revoke) a role's key: a new root version signed by the root key",
+        description="Make a new key for ROLE, revoke the old one in a new root version signed by the root "
+        "key (rotating root: by the old and the new root key), and sign that role's metadata anew. Bins "
+        "follow at their next check. Revoking a key is rotating it.",
+    )
+    f.add_argument("role", choices=("root", "targets", "snapshot", "timestamp"), metavar="ROLE")
+    _add_fleet_repo(f)
+    f.set_defaults(
+        func=cmd_fleet_rotate, left_on_interrupt="check the repository with 'smartbin fleet refresh'"
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .device.home.mqtt_broker import Broker, need_mosquitto
+from .device.updates.nginx import Nginx, need_nginx
 
 
 @pytest.fixture
@@ -18,3 +19,23 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def nginx_for(tmp_path: Path) -> Iterator[object]:
+    """``nginx_for(folder)``: a real nginx of the test's own serving ``folder`` on 127.0.0.1
+    (skipped without nginx); stopped at the end of the test."""
+    need_nginx()
+    started: list[Nginx] = []
+
+    def start(root: Path) -> Nginx:
+        folder = tmp_path / f"nginx{len(started)}"
+        folder.mkdir()
+        server = Nginx(folder, root)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

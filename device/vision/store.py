@@ -342,7 +342,7 @@ class ModelStore:
                 if isinstance(source, Path):
                     _copy_bundle(source, upload)
                 else:
-                    _receive_tar(source, upload)
+                    receive_tar(source, upload)
                 bundle = verify_bundle(upload, config, expected_sha256=expected_sha256)
                 self._fsync_files(upload)
             except (SmartbinError, OSError):
@@ -458,7 +458,7 @@ def _copy_bundle(source: Path, upload: Path) -> None:
         shutil.copyfile(path, upload / path.name)
 
 
-def _receive_tar(stream: IO[bytes], upload: Path) -> None:
+def receive_tar(stream: IO[bytes], upload: Path) -> None:
     """Write a :func:`bundle_tar` stream into ``upload``: the manifest first, then only the files it names."""
     allowed = {MANIFEST_NAME}
     tracked = _Tracked(stream)

@@ -21,6 +21,7 @@ def test_wheel_holds_the_default_model_samples_and_example_config(tmp_path: Path
     assert len(samples) == len(list((REPO / "device/data/samples").glob("*/*.jpg"))) == 18
     assert data + "config.example.toml" in names
     assert "smartbin/device/cli.py" in names and "smartbin/deploy/bootstrap_remote.py" in names
+    assert "smartbin/device/updates/tuf_source.py" in names  # the bin's signed updates
     manifest = json.loads(zipfile.ZipFile(wheel).read(data + "default-model/manifest.json"))
     assert (
         manifest["size_bytes"]
