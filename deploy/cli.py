@@ -302,7 +302,7 @@ def serial_sizes(text: str) -> tuple[str, ...]:
             raise argparse.ArgumentTypeError(f"expected a share of the bins from 1% to 100%, got {size!r}")
         if not size.endswith("%") and value < 1:
             raise argparse.ArgumentTypeError(
-                f"expected a number of bins (1 or more), N%% or a list like 1,25%%, got {size!r}"
+                f"expected a number of bins (1 or more), N% or a list like 1,25%, got {size!r}"
             )
     return sizes
 
