@@ -344,3 +344,29 @@ def test_inventory_serial_stops_after_a_failed_batch(make_fleet, capsys, tmp_pat
     assert "deploying: batch 3 of 3: bin2" in out.err
     assert [b1.current, b2.current] == ["colour4-int8-1", "colour4-int8-1"]
     assert read_status(b1.state)["model_version"] == "colour4-int8-1"
+
+
+def test_inventory_host_vars_give_user_port_and_key(fleet, capsys, tmp_path):
+    """An ssh config that names no port, user or key: the inventory's variables supply them."""
+    b, sshd = fleet.bins[0], fleet.sshd
+    bare = tmp_path / "ssh_config_bare"
+    bare.write_text(
+        f"Host bin1\n    SetEnv SMARTBIN_CONFIG={b.config}\n"
+        f"Host *\n    HostName 127.0.0.1\n    IdentitiesOnly yes\n    UserKnownHostsFile {sshd.known_hosts}\n"
+        "    GlobalKnownHostsFile /dev/null\n    LogLevel ERROR\n"
+    )
+    inventory = tmp_path / "hosts"  # INI, as Ansible's default file name
+    inventory.write_text(
+        f"[bins]\nbin1 ansible_port={sshd.port}\n\n[bins:vars]\nansible_user={sshd.user}\n"
+        f"ansible_ssh_private_key_file={sshd.client_key}\n"
+    )
+    args = ["--ssh-config", str(bare), "--remote-smartbin", fleet.smartbin]
+    code = main(["models", "-i", str(inventory), "--limit", "bins", *args])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("bin1: models in ")
+    code = main(["deploy", str(C3), "-i", str(inventory), "bin1", *args, "--reload-command", ""])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0, lines
+    assert lines[0].startswith("bin1: deployed: colour3-int8-1 is live, not reloaded")
+    assert b.current == "colour3-int8-1"
