@@ -1,4 +1,4 @@
-"""``smartbin bootstrap HOST``: make a fresh Raspberry Pi OS machine a bin.
+"""``smartbin bootstrap HOST...``: make a fresh Raspberry Pi OS machine a bin.
 
 Here: build (or take) the smartbin wheel and read the config and systemd unit. There: one
 ``python3`` run of :mod:`smartbin.deploy.bootstrap_remote` (stdlib only) that installs apt
@@ -20,13 +20,14 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from smartbin.device.errors import SmartbinError
 
 from . import bootstrap_remote
 from .fleet import control_dir
-from .ssh import Connection, RemoteError, SshOptions, parse_host
+from .ssh import Connection, Host, RemoteError, SshOptions
 
 REPO = Path(__file__).resolve().parents[1]
 # Runs on the bin: read the payload from stdin, run the bin-side script from it.
@@ -101,21 +102,33 @@ def payload(args: argparse.Namespace, wheel: Path) -> dict[str, object]:
     }
 
 
-def bootstrap(args: argparse.Namespace, options: SshOptions) -> int:
-    host = parse_host(args.host)
+def bootstrap(args: argparse.Namespace, options: SshOptions, hosts: Sequence[Host]) -> int:
+    """Bootstrap each of ``hosts`` in turn, with one wheel; the first that fails ends the run, and
+    the error names the hosts not started."""
     tmp = Path(tempfile.mkdtemp(prefix="smartbin-wheel-"))
     try:
         wheel = args.wheel or build_wheel(tmp)
         data = json.dumps(payload(args, wheel)).encode()
-        argv = ["sudo", "-n"] if args.sudo else []
-        argv += [args.remote_python, "-c", LOADER]
+        for i, host in enumerate(hosts):
+            try:
+                _bootstrap_one(args, options, host, data)
+            except SmartbinError as exc:
+                left = [str(h) for h in hosts[i + 1 :]]
+                raise SmartbinError(f"{exc}; not started: {', '.join(left)}" if left else str(exc)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _bootstrap_one(args: argparse.Namespace, options: SshOptions, host: Host, data: bytes) -> None:
+    argv = ["sudo", "-n"] if args.sudo else []
+    argv += [args.remote_python, "-c", LOADER]
+    try:
         with control_dir() as sockets, Connection(host, options, sockets) as conn:
             # apt and pip on a Pi Zero over Wi-Fi take many minutes; a hung bin is still stopped.
             out = conn.run(argv, input=data, timeout=30 * 60).stdout
     except RemoteError as exc:
         raise SmartbinError(f"bootstrap of {host} failed: {exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     try:
         steps = json.loads(out)["steps"]
     except (json.JSONDecodeError, KeyError, TypeError):
@@ -127,4 +140,3 @@ def bootstrap(args: argparse.Namespace, options: SshOptions) -> int:
         print(f"{host}: bootstrapped ({len(changed)} of {len(steps)} steps changed something)")
     else:
         print(f"{host}: already bootstrapped; nothing changed")
-    return 0

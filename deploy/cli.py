@@ -66,10 +66,49 @@ def _remote_side(args: argparse.Namespace) -> Any:
 
 
 def _finish(results: list[Any]) -> int:
-    failed = [r for r in results if not r.ok]
+    from .fleet import NOT_STARTED
+
+    failed = [r for r in results if not r.ok and r.outcome != NOT_STARTED]
+    skipped = len([r for r in results if r.outcome == NOT_STARTED])
     if failed and len(results) > 1:
-        print(f"smartbin: {len(failed)} of {len(results)} bins failed", file=sys.stderr)
-    return 1 if failed else 0
+        left = f"; {skipped} not started (--serial stopped the run)" if skipped else ""
+        print(f"smartbin: {len(failed)} of {len(results)} bins failed{left}", file=sys.stderr)
+    return 1 if failed or skipped else 0
+
+
+def _hosts(args: argparse.Namespace, texts: list[str]) -> list[Any]:
+    """The bins to reach: HOSTs as given, or with --inventory the hosts its patterns (and --limit) select."""
+    from smartbin.device.errors import SmartbinError
+
+    from .fleet import parse_hosts
+
+    if args.inventory is None:
+        if args.limit is not None:
+            raise SmartbinError("--limit selects hosts of an inventory; give --inventory FILE too")
+        if not texts:
+            raise SmartbinError("give at least one HOST (or --inventory FILE and a group)")
+        return parse_hosts(texts)
+    from .inventory import load_inventory
+
+    inventory = load_inventory(args.inventory)
+    if not texts and args.limit is None:
+        groups = ", ".join(sorted(inventory.groups))
+        raise SmartbinError(
+            f"--inventory {args.inventory}: name the bins: a group, a host or all (its groups: {groups})"
+        )
+    return inventory.hosts(texts or ["all"], limit=args.limit)
+
+
+def _serial(args: argparse.Namespace) -> Any:
+    from smartbin.device.errors import SmartbinError
+
+    from .fleet import Serial
+
+    if args.serial is None:
+        if args.max_fail_percentage is not None:
+            raise SmartbinError("--max-fail-percentage applies to --serial batches; give --serial N too")
+        return None
+    return Serial(args.serial, args.max_fail_percentage or 0.0)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -77,35 +116,42 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from smartbin.device.vision.bundle import MANIFEST_NAME, load_bundle
 
     from .deploy import deploy_one, rollback_one
-    from .fleet import parse_hosts, run_on_hosts
+    from .fleet import run_on_hosts
 
     side, options = _remote_side(args), _ssh_options(args)
+    serial = _serial(args)
     if args.rollback:
         bundles = [t for t in args.targets if (Path(t) / MANIFEST_NAME).is_file()]
         if bundles:
             raise SmartbinError(f"{bundles[0]} is a model bundle; --rollback takes only hosts")
-        hosts = parse_hosts(args.targets)
+        hosts = _hosts(args, args.targets)
         results = run_on_hosts(
-            hosts, options, lambda conn: rollback_one(conn, side), jobs=args.jobs, desc="rolling back"
+            hosts,
+            options,
+            lambda conn: rollback_one(conn, side),
+            jobs=args.jobs,
+            desc="rolling back",
+            serial=serial,
         )
         return _finish(results)
-    if len(args.targets) < 2:
+    if not args.targets or (len(args.targets) < 2 and args.inventory is None):
         raise SmartbinError("give a BUNDLE and at least one HOST (or --rollback HOST...)")
     bundle = load_bundle(args.targets[0])
-    hosts = parse_hosts(args.targets[1:])
+    hosts = _hosts(args, args.targets[1:])
     results = run_on_hosts(
         hosts,
         options,
         lambda conn: deploy_one(conn, bundle, side, dry_run=args.dry_run),
         jobs=args.jobs,
         desc="deploying",
+        serial=serial,
     )
     return _finish(results)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from .deploy import list_one
-    from .fleet import parse_hosts, run_on_hosts
+    from .fleet import run_on_hosts
     from .store_commands import listing_text
 
     side = _remote_side(args)
@@ -117,7 +163,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return "listed", f"live: {data['current'] or 'the bundled default model'}"
 
     results = run_on_hosts(
-        parse_hosts(args.hosts), _ssh_options(args), job, jobs=args.jobs, echo=False, desc="listing"
+        _hosts(args, args.hosts), _ssh_options(args), job, jobs=args.jobs, echo=False, desc="listing"
     )
     for result in results:
         if result.ok:
@@ -131,10 +177,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from smartbin.device.files import check_out_dir
 
     from .collect import collect_job
-    from .fleet import parse_hosts, run_on_hosts
+    from .fleet import run_on_hosts
 
     check_out_dir(args.out, "--out")
-    hosts = parse_hosts(args.hosts)
+    hosts = _hosts(args, args.hosts)
     job = collect_job(args.out, _remote_side(args), per_host=len(hosts) > 1)
     return _finish(run_on_hosts(hosts, _ssh_options(args), job, jobs=args.jobs, desc="collecting"))
 
@@ -146,7 +192,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from smartbin.training.cli import check_sizes, class_list
     from smartbin.training.dataset import check_split_percents, photo_sets
 
-    from .fleet import parse_hosts
     from .retrain import RetrainOptions, retrain
 
     if args.backbone not in BACKBONES:
@@ -174,7 +219,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         "min_images": args.min_images,
     }
     options = RetrainOptions(
-        hosts=parse_hosts(args.hosts),
+        hosts=_hosts(args, args.hosts),
         base_sets=args.base,
         work=args.work,
         train=train,
@@ -203,7 +248,7 @@ def cmd_loopback_bin(args: argparse.Namespace) -> int:
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from .bootstrap import bootstrap
 
-    return bootstrap(args, _ssh_options(args))
+    return bootstrap(args, _ssh_options(args), _hosts(args, args.hosts))
 
 
 def cmd_fleet_status(args: argparse.Namespace) -> int:
@@ -320,6 +365,76 @@ def _add_ssh(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def serial_sizes(text: str) -> tuple[str, ...]:
+    """``--serial``: a batch size, ``N`` or ``N%`` of the bins, or a list of them (``1,25%``) whose
+    last one repeats, as Ansible's ``serial``."""
+    sizes = tuple(part.strip() for part in text.split(","))
+    for size in sizes:
+        number = size.removesuffix("%")
+        try:
+            value = float(number) if size.endswith("%") else int(number)
+        except ValueError:
+            value = -1
+        if size.endswith("%") and not 0 < value <= 100:
+            raise argparse.ArgumentTypeError(f"expected a share of the bins from 1% to 100%, got {size!r}")
+        if not size.endswith("%") and value < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of bins (1 or more), N% or a list like 1,25%, got {size!r}"
+            )
+    return sizes
+
+
+def fail_percentage(text: str) -> float:
+    """``--max-fail-percentage``: 0 to 100 (Ansible's: a batch stops the run when more of it failed)."""
+    try:
+        value = float(text.removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage 0-100, got {text!r}") from None
+    if not 0 <= value <= 100:  # NaN too
+        raise argparse.ArgumentTypeError(f"expected a percentage 0-100, got {text}")
+    return value
+
+
+def _add_inventory(parser: argparse.ArgumentParser) -> None:
+    _intermixed(parser)
+    g = parser.add_argument_group("inventory (Ansible's, YAML or INI; docs/deploy.md)")
+    g.add_argument(
+        "-i",
+        "--inventory",
+        type=given_path,
+        metavar="FILE",
+        help="read the bins from this Ansible inventory; each HOST is then a pattern of its groups and "
+        "hosts: a group, a host, all, bin-*, kitchen:lobby, kitchen:!bin3, kitchen:&east",
+    )
+    g.add_argument(
+        "-l",
+        "--limit",
+        metavar="PATTERN",
+        help="only the inventory's bins that also match PATTERN (alone: of all of them)",
+    )
+
+
+class _Intermixed:
+    """A sub-command parser whose positionals may sit between options (``deploy BUNDLE --inventory
+    hosts.yml kitchen``), by argparse's ``parse_known_intermixed_args``: plain argparse takes the
+    positionals before the first option and calls the rest unrecognised."""
+
+    _inner = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._inner:  # parse_known_intermixed_args calls this twice itself
+            return super().parse_known_args(args, namespace)  # type: ignore[misc]
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)  # type: ignore[attr-defined]
+        finally:
+            self._inner = False
+
+
+def _intermixed(parser: argparse.ArgumentParser) -> None:
+    parser.__class__ = type("IntermixedParser", (_Intermixed, type(parser)), {})
+
+
 def _add_remote(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("the bin's side")
     g.add_argument(
@@ -352,14 +467,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "deploy",
-        usage="smartbin deploy [options] BUNDLE HOST [HOST ...]\n       smartbin deploy --rollback [options] HOST [HOST ...]",
+        usage="smartbin deploy [options] BUNDLE HOST [HOST ...]\n       smartbin deploy --rollback [options] HOST [HOST ...]\n"
+        "       smartbin deploy [options] BUNDLE --inventory FILE PATTERN [--serial N]",
         help="put a model bundle on bins over SSH (verify, switch, reload, health check, roll back)",
         description="Upload BUNDLE to each HOST, have the bin verify and activate it, reload the daemon and "
         "check that it runs the new model; roll back automatically if not. HOST: user@host, host:port "
-        "or an alias from ~/.ssh/config.",
+        "or an alias from ~/.ssh/config; with --inventory, a group or host of an Ansible inventory. "
+        "--serial N goes in rolling batches of N bins and stops at a batch with failures.",
     )
     p.add_argument(
-        "targets", nargs="+", metavar="BUNDLE HOST", help="bundle directory, then one or more hosts"
+        "targets",
+        nargs="*",
+        metavar="BUNDLE HOST",
+        help="bundle directory, then one or more hosts (with --inventory: groups or hosts of it)",
     )
     p.add_argument(
         "--rollback", action="store_true", help="no BUNDLE: make the previous model live on each HOST"
@@ -386,6 +506,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="old versions kept besides current and previous (2; 0 keeps only those two)",
     )
+    p.add_argument(
+        "--serial",
+        type=serial_sizes,
+        metavar="N",
+        help="rolling batches of N bins (or N%% of them, or a list like 1,25%%), one batch after the "
+        "other; a batch with failures stops the run before the next",
+    )
+    p.add_argument(
+        "--max-fail-percentage",
+        type=fail_percentage,
+        metavar="P",
+        help="with --serial: stop only when more than P%% of a batch failed (0: any failure stops)",
+    )
+    _add_inventory(p)
     _add_remote(p)
     _add_ssh(p)
     p.set_defaults(
@@ -395,8 +529,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     p = subparsers.add_parser("models", help="list the model versions on bins and which is live")
-    p.add_argument("hosts", nargs="+", metavar="HOST")
+    p.add_argument("hosts", nargs="*", metavar="HOST")
     p.add_argument("-j", "--jobs", type=positive_int, default=4, metavar="N", help="bins at a time (4)")
+    _add_inventory(p)
     _add_remote(p)
     _add_ssh(p)
     p.set_defaults(func=cmd_models, left_on_interrupt="nothing was changed")
@@ -410,11 +545,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "copy of its event log to DIR/events.db. Only new photos travel; a photo reviewed since moves. With "
         "several HOSTs, each bin gets its own set DIR/<HOST>/.",
     )
-    p.add_argument("hosts", nargs="+", metavar="HOST")
+    p.add_argument("hosts", nargs="*", metavar="HOST")
     p.add_argument(
         "--out", type=given_path, required=True, metavar="DIR", help="where to put photos and events.db"
     )
     p.add_argument("-j", "--jobs", type=positive_int, default=4, metavar="N", help="bins at a time (4)")
+    _add_inventory(p)
     _add_remote(p)
     _add_ssh(p)
     p.set_defaults(func=cmd_collect, left_on_interrupt="what was copied so far stays in {out}")
@@ -429,7 +565,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "deploy only where the new one is at least as good on both; otherwise say why and stop. Writes "
         "WORK/report.md.",
     )
-    p.add_argument("hosts", nargs="+", metavar="HOST")
+    p.add_argument("hosts", nargs="*", metavar="HOST")
     p.add_argument(
         "--base",
         type=given_path,
@@ -500,6 +636,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--health-timeout", type=positive_float, default=30.0, metavar="S", help="as for deploy (30)"
     )
     p.add_argument("--keep", type=non_negative_int, default=2, metavar="N", help="as for deploy (2)")
+    _add_inventory(p)
     _add_remote(p)
     _add_ssh(p)
     p.set_defaults(
@@ -529,7 +666,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Install smartbin on a bin over SSH. Every step checks first and changes only what differs, "
         "so running it again changes nothing.",
     )
-    p.add_argument("host", metavar="HOST")
+    p.add_argument("hosts", nargs="*", metavar="HOST", help="one or more bins, done one after the other")
     p.add_argument("--prefix", default="/", metavar="DIR", help="install under this root (tests; default /)")
     p.add_argument(
         "--wheel", type=given_path, metavar="FILE", help="smartbin wheel to install (default: build one here)"
@@ -555,6 +692,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-apt", action="store_true", help="do not install apt packages")
     p.add_argument("--skip-user", action="store_true", help="do not create the smartbin user")
     p.add_argument("--skip-systemd", action="store_true", help="do not install, enable or start the service")
+    _add_inventory(p)
     _add_ssh(p)
     p.set_defaults(
         func=cmd_bootstrap,

@@ -61,6 +61,8 @@ class Host:
     hostname: str
     user: str | None = None
     port: int | None = None
+    # ssh options of this host alone (an inventory's key file, ProxyJump), before --ssh-option's
+    options: tuple[str, ...] = ()
 
     @property
     def destination(self) -> str:
@@ -202,7 +204,7 @@ class Connection:
         ]
         if o.config_file:
             args += ["-F", str(o.config_file)]
-        for option in o.options:
+        for option in (*self.host.options, *o.options):  # ssh takes the first value given
             args += ["-o", option]
         # A bin that vanishes mid-deploy (power, Wi-Fi) ends the connection in 30 s, not at TCP's pace.
         args += ["-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]

@@ -291,3 +291,82 @@ def test_one_login_per_bin_and_no_ssh_left_behind(make_fleet, capsys):
     # All steps (list, scp, activate, reload, status) ride on one master connection per bin.
     assert fleet.sshd.logins() - before == 3
     assert_nothing_left(str(fleet.ssh_config))
+
+
+def test_inventory_serial_stops_after_a_failed_batch(make_fleet, capsys, tmp_path):
+    import socket
+
+    fleet = make_fleet(2)
+    b1, b2 = fleet.bins
+    code, lines, _ = deploy(fleet, capsys, str(C3))
+    assert code == 0, lines
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    kitchen:\n      hosts:\n"
+        f"        down:\n          ansible_host: 127.0.0.1\n          ansible_port: {closed}\n"
+        "        bin1:\n    lobby:\n      hosts:\n        bin2:\n"
+    )
+    before = fleet.sshd.logins()
+    args = [*fleet.ssh_args(), "--reload-command", fleet.reload_command(), "--connect-timeout", "5"]
+    # As an operator types it: the pattern after the options.
+    code = main(["deploy", str(C4), "--inventory", str(inventory), "kitchen", "--serial", "1", *args])
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert code == 1
+    assert len(lines) == 2, lines
+    assert result(lines, "down").startswith("down: unreachable: cannot reach down: connection refused")
+    assert result(lines, "bin1") == (
+        "bin1: not started: batch 1 of 2 failed on 1 of 1 bins (down; any failure stops a --serial run), "
+        "so the run stopped before this bin"
+    )
+    assert "deploying: batch 1 of 2: down" in out.err
+    assert "smartbin: 1 of 2 bins failed; 1 not started (--serial stopped the run)" in out.err
+    # The second batch was never reached: no login, the old model still live and running.
+    assert fleet.sshd.logins() == before
+    assert b1.current == "colour3-int8-1"
+    assert read_status(b1.state)["model_version"] == "colour3-int8-1"
+
+    # A batch may fail up to --max-fail-percentage and the run goes on; INI works the same.
+    ini = tmp_path / "hosts.ini"
+    ini.write_text(f"[kitchen]\ndown ansible_host=127.0.0.1 ansible_port={closed}\nbin1\n[lobby]\nbin2\n")
+    code = main(
+        ["deploy", str(C4), "-i", str(ini), "all", "--serial", "1", "--max-fail-percentage", "100", *args]
+    )
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert code == 1
+    assert "unreachable" in result(lines, "down")
+    assert "deployed: colour4-int8-1 is live" in result(lines, "bin1")
+    assert "deployed: colour4-int8-1 is live" in result(lines, "bin2")
+    assert "deploying: batch 3 of 3: bin2" in out.err
+    assert [b1.current, b2.current] == ["colour4-int8-1", "colour4-int8-1"]
+    assert read_status(b1.state)["model_version"] == "colour4-int8-1"
+
+
+def test_inventory_host_vars_give_user_port_and_key(fleet, capsys, tmp_path):
+    """An ssh config that names no port, user or key: the inventory's variables supply them."""
+    b, sshd = fleet.bins[0], fleet.sshd
+    bare = tmp_path / "ssh_config_bare"
+    bare.write_text(
+        f"Host bin1\n    SetEnv SMARTBIN_CONFIG={b.config}\n"
+        f"Host *\n    HostName 127.0.0.1\n    IdentitiesOnly yes\n    UserKnownHostsFile {sshd.known_hosts}\n"
+        "    GlobalKnownHostsFile /dev/null\n    LogLevel ERROR\n"
+    )
+    inventory = tmp_path / "hosts"  # INI, as Ansible's default file name
+    inventory.write_text(
+        f"[bins]\nbin1 ansible_port={sshd.port}\n\n[bins:vars]\nansible_user={sshd.user}\n"
+        f"ansible_ssh_private_key_file={sshd.client_key}\n"
+    )
+    args = ["--ssh-config", str(bare), "--remote-smartbin", fleet.smartbin]
+    code = main(["models", "-i", str(inventory), "--limit", "bins", *args])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("bin1: models in ")
+    code = main(["deploy", str(C3), "-i", str(inventory), "bin1", *args, "--reload-command", ""])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0, lines
+    assert lines[0].startswith("bin1: deployed: colour3-int8-1 is live, not reloaded")
+    assert b.current == "colour3-int8-1"
