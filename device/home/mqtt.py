@@ -35,6 +35,7 @@ from ..config import Config
 from ..errors import SmartbinError, os_error_reason
 from ..records.events import ItemEvent
 from ..records.state import now_iso
+from .confidence import RecentConfidence
 from .ha_discovery import (
     OFFLINE,
     ONLINE,
@@ -148,6 +149,7 @@ class MqttObserver(QueuedObserver):
         self._status: Mapping[str, Any] = {}
         self._busy = False
         self._by_label: Counter[str] = Counter()
+        self._confidence = RecentConfidence()
         self._by_compartment: dict[str, int] = dict.fromkeys([*config.compartments, "none"], 0)
         self._items = 0
         self._item_errors = 0
@@ -318,6 +320,7 @@ class MqttObserver(QueuedObserver):
         self._items += 1
         self._item_errors += event.error is not None
         self._by_label[event.label or "none"] += 1
+        self._confidence.add(event.model_version, event.confidence)
         compartment = event.compartment or "none"
         self._by_compartment[compartment] = self._by_compartment.get(compartment, 0) + 1
         self._last_item = {
@@ -449,6 +452,7 @@ class MqttObserver(QueuedObserver):
             "last_item": self._last_item,
             "fill": fill_levels(self.config, status.get("fill")),
             "update": update_state(status.get("update")),
+            "confidence": self._confidence.summary(),
             "faults": {
                 "items_with_errors": self._item_errors,
                 "warnings": list(status.get("warnings") or []),

@@ -153,6 +153,9 @@ def test_one_event_per_item_in_order_and_retained_state_and_availability(tmp_pat
         assert state["by_label"] == {"can": 4, "glass": 2, "plastic": 2}
         assert state["last_item"]["id"] == events[-1].id and state["model_version"] == "colour3-int8-1"
         assert state["uptime_s"] >= 0
+        assert list(state["confidence"]) == ["colour3-int8-1"]
+        assert state["confidence"]["colour3-int8-1"]["items"] == len(colours)
+        assert 0 < state["confidence"]["colour3-int8-1"]["median"] <= 1
         late.close()
     live.wait_for(f"{BASE}/availability", payload=b"offline")  # a clean stop says goodbye
     after = Subscriber(broker.port, topics=(f"{BASE}/availability",))
