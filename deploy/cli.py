@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from smartbin.device.commands.arguments import (
 )
 
 from . import store_commands
+from .rollout import DEFAULT_MAX_BAD, DEFAULT_MAX_DROP, DEFAULT_MIN_ITEMS
 
 
 def _ssh_options(args: argparse.Namespace) -> Any:
@@ -255,10 +257,43 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
     from .fleet_status import fleet_status
 
     lines, code = fleet_status(
-        load_config_of(args), wait_s=args.wait, stale_s=args.stale * 60, as_json=args.json
+        load_config_of(args), wait_s=args.wait, stale_s=args.stale * 60, as_json=args.json, repo=args.repo
     )
     print("\n".join(lines))
     return code
+
+
+def cmd_fleet_guard(args: argparse.Namespace) -> int:
+    from smartbin.device.errors import SmartbinError
+
+    from .fleet_repo import channels, halt
+    from .fleet_status import collect
+    from .rollout import bin_states, halt_reason, standing
+
+    config = load_config_of(args)
+    while True:
+        pointer = channels(args.repo).get(args.channel)
+        if pointer is None:
+            raise SmartbinError(
+                f"no channel {args.channel!r} in {args.repo}; 'smartbin fleet publish' makes one"
+            )
+        states = bin_states(collect(config, wait_s=args.wait))
+        rollout = standing(args.channel, pointer, states, max_drop=args.max_drop, min_items=args.min_items)
+        print(rollout.line(), flush=True)
+        reason = halt_reason(rollout, args.max_bad)
+        if reason is not None:
+            done = halt(args.repo, args.keys, args.channel, reason)
+            line = (
+                f"halted {done.channel} ({done.version} was offered to {done.was_percent}% of bins): {reason}"
+            )
+            if not done.released:
+                line += "; bins see it once 'smartbin fleet refresh' runs where the snapshot and timestamp keys are"
+            print(line)
+        if rollout.halted or reason is not None:
+            return 1
+        if args.every is None:
+            return 0
+        time.sleep(args.every)
 
 
 def cmd_fleet_init(args: argparse.Namespace) -> int:
@@ -728,7 +763,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="MINUTES",
         help="a state older than this marks the bin STALE (10)",
     )
+    f.add_argument(
+        "--repo",
+        type=given_path,
+        metavar="REPO_DIR",
+        help="the fleet's TUF repository (fleet init): also say where each channel's rollout stands",
+    )
     f.set_defaults(func=cmd_fleet_status, left_on_interrupt="nothing was changed")
+
+    f = fleet.add_parser(
+        "guard",
+        help="halt a staged rollout when more than N of the bins it reached fail or lose confidence",
+        description="Read every bin's retained MQTT state and count, among the bins that follow CHANNEL, "
+        "the bad ones: a bin that refused the channel's bundle or failed its health check, or whose "
+        "median confidence on its own items fell by more than --max-drop points from its model before. "
+        "With more than --max-bad bad bins, sign the channel anew offering its bundle to no further bin "
+        "(needs the targets key; bins that run it keep it; 'fleet publish' starts a rollout again). "
+        "Exit code 1 when the rollout is halted.",
+    )
+    f.add_argument("channel", metavar="CHANNEL")
+    _add_fleet_repo(f)
+    add_config_option(f)
+    f.add_argument(
+        "--max-bad", type=non_negative_int, default=DEFAULT_MAX_BAD, metavar="N", help="(%(default)s)"
+    )
+    f.add_argument(
+        "--max-drop",
+        type=positive_float,
+        default=DEFAULT_MAX_DROP,
+        metavar="POINTS",
+        help="a fall in median confidence, in points, that makes a bin bad (%(default)g)",
+    )
+    f.add_argument(
+        "--min-items",
+        type=positive_int,
+        default=DEFAULT_MIN_ITEMS,
+        metavar="N",
+        help="items on each model before a bin's confidence counts (%(default)s)",
+    )
+    f.add_argument("--wait", type=positive_float, default=2.0, metavar="S", help="as fleet status (2)")
+    f.add_argument(
+        "--every", type=positive_float, metavar="S", help="check again every S seconds until halted (once)"
+    )
+    f.set_defaults(func=cmd_fleet_guard, left_on_interrupt="the channel was not changed by this check")
 
     f = fleet.add_parser(
         "init",

@@ -10,6 +10,7 @@ Layout of ``REPO``::
     metadata/targets.json, snapshot.json   the newest of each, for this tool (bins read the versioned ones)
     targets/bundles/<sha256>.<version>.tar   a bundle's own files (store.bundle_tar)
     targets/channels/<sha256>.<channel>.json  {"version", "target", "percent"}: what a channel offers
+                                (a halted rollout: percent 0, with "halted", "halted_at", "was_percent")
     fleet.json                  the lifetimes chosen at init (public, like the metadata)
     .lock                       held while a command changes the repository
 
@@ -322,18 +323,53 @@ def _publish(
         )
     info.unrecognized_fields["custom"] = {"version": bundle.version, "model_sha256": bundle.sha256}
     targets.signed.targets[archive_path] = repo.write_target(info, archive)
-    pointer_path = f"channels/{channel}.json"
-    pointer = (
-        json.dumps({"version": bundle.version, "target": archive_path, "percent": percent}, indent=2) + "\n"
-    ).encode()
-    targets.signed.targets[pointer_path] = repo.write_target(
-        TargetFile.from_data(pointer_path, pointer, ["sha256"]), pointer
-    )
-    _bump(targets, repo.lifetimes["targets"], now)
-    targets.sign(targets_signer)
-    repo.write(targets)
-    released = _release_if_held(repo, keys, root, now)
+    pointer = {"version": bundle.version, "target": archive_path, "percent": percent}
+    released = _point_channel(repo, keys, root, targets, targets_signer, channel, pointer, now)
     return Published(bundle.version, archive_path, channel, percent, targets.signed.version, released)
+
+
+def _point_channel(
+    repo: Repo,
+    keys: Path,
+    root: Root,
+    targets: Metadata[Targets],
+    signer: CryptoSigner,
+    channel: str,
+    pointer: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Write ``channel``'s pointer, sign the targets anew; whether snapshot and timestamp were too."""
+    path = f"channels/{channel}.json"
+    data = (json.dumps(pointer, indent=2) + "\n").encode()
+    targets.signed.targets[path] = repo.write_target(TargetFile.from_data(path, data, ["sha256"]), data)
+    _bump(targets, repo.lifetimes["targets"], now)
+    targets.sign(signer)
+    repo.write(targets)
+    return _release_if_held(repo, keys, root, now)
+
+
+@dataclass(frozen=True)
+class Halted:
+    channel: str
+    version: str
+    was_percent: int
+    released: bool
+
+
+def _halt(repo_dir: Path, keys: Path, channel: str, reason: str, *, now: datetime | None = None) -> Halted:
+    """Stop ``channel``'s rollout: its pointer offers its bundle to no more bins (percent 0) and
+    says why. Bins that run it keep it; ``fleet publish`` starts a rollout again."""
+    now = now or _now()
+    repo = open_repo(repo_dir)
+    pointer = channels(repo_dir).get(channel)
+    if pointer is None:
+        raise SmartbinError(f"no channel {channel!r} in {repo_dir}; 'smartbin fleet publish' makes one")
+    root = repo.load(Root.type).signed
+    signer = _need_signer(keys, "targets", root, "halting a rollout")
+    was = pointer.get("was_percent", pointer["percent"])
+    halted = {**pointer, "percent": 0, "was_percent": was, "halted": reason, "halted_at": now.isoformat()}
+    released = _point_channel(repo, keys, root, repo.load(Targets.type), signer, channel, halted, now)
+    return Halted(channel, pointer["version"], was, released)
 
 
 def _release_if_held(repo: Repo, keys: Path, root: Root, now: datetime) -> bool:
@@ -497,6 +533,12 @@ def refresh(repo_dir: Path, keys: Path, *, now: datetime | None = None) -> Refre
         return _refresh(repo_dir, keys, now=now)
 
 
+def halt(repo_dir: Path, keys: Path, channel: str, reason: str, *, now: datetime | None = None) -> Halted:
+    open_repo(repo_dir)
+    with _locked(repo_dir):
+        return _halt(repo_dir, keys, channel, reason, now=now)
+
+
 def rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None) -> Rotated:
     if role not in ROLES:
         raise SmartbinError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
@@ -506,3 +548,4 @@ def rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None
 
 
 publish.__doc__, refresh.__doc__, rotate.__doc__ = _publish.__doc__, _refresh.__doc__, _rotate.__doc__
+halt.__doc__ = _halt.__doc__

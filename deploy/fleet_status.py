@@ -13,12 +13,14 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from smartbin.device.config import Config
 from smartbin.device.errors import SmartbinError
 from smartbin.device.home.mqtt import broker_of, broker_url, connect
 
+UPDATE_KEYS = ("channel", "state", "reason", "installed_version", "latest_offered")
 QUIET_S = 0.5  # the broker sends retained messages at once after subscribing: this long without one ends it
 CONNECT_TIMEOUT_S = 10.0
 
@@ -35,6 +37,7 @@ class BinRow:
     last_item: dict[str, Any] | None  # ts, label, compartment
     faults: dict[str, Any] | None  # items_with_errors, warnings
     fill: dict[str, Any] | None  # compartment: {percent, full}
+    update: dict[str, Any] | None  # channel, state, reason, installed and offered versions
     last_seen: str | None  # when the state was published (started + uptime_s), None if unknown
     age_s: float | None
     stale: str | None  # why the bin stopped reporting, None while it reports
@@ -107,6 +110,9 @@ def rows(found: dict[str, dict[str, bytes]], *, stale_s: float, now: datetime) -
                 else None,
                 faults=state.get("faults"),
                 fill=state.get("fill"),
+                update={k: update.get(k) for k in UPDATE_KEYS}
+                if isinstance(update := state.get("update"), dict)
+                else None,
                 last_seen=seen.isoformat(timespec="seconds") if seen else None,
                 age_s=age,
                 stale=stale,
@@ -136,7 +142,19 @@ def _duration(seconds: float) -> str:
 
 def table(bins: list[BinRow]) -> list[str]:
     """The rows as aligned text lines, with a header."""
-    header = ("BIN", "LINK", "MODEL", "STATE", "ITEMS", "LAST ITEM", "FAULTS", "FILL", "LAST SEEN", "")
+    header = (
+        "BIN",
+        "LINK",
+        "MODEL",
+        "STATE",
+        "ITEMS",
+        "LAST ITEM",
+        "FAULTS",
+        "FILL",
+        "UPDATE",
+        "LAST SEEN",
+        "",
+    )
     lines = [header] + [_cells(b) for b in bins]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
@@ -169,9 +187,17 @@ def _cells(b: BinRow) -> tuple[str, ...]:
         last_item,
         "; ".join(fault_text) or "none",
         fill or "-",
+        _update(b.update),
         seen,
         f"STALE: {b.stale}" if b.stale else "",
     )
+
+
+def _update(update: dict[str, Any] | None) -> str:
+    if not update:
+        return "-"
+    text = f"{update.get('channel')}: {update.get('state')}"
+    return f"{text} ({update['reason']})" if update.get("reason") else text
 
 
 def _short(ts: Any) -> str:
@@ -184,20 +210,34 @@ def _fill(name: str, level: dict[str, Any]) -> str:
     return f"{name} {'?' if percent is None else f'{percent:g}%'}{' FULL' if level.get('full') else ''}"
 
 
-def fleet_status(config: Config, *, wait_s: float, stale_s: float, as_json: bool) -> tuple[list[str], int]:
-    """The lines to print and the exit code: 0 when every bin reports, 1 when one does not."""
+def fleet_status(
+    config: Config, *, wait_s: float, stale_s: float, as_json: bool, repo: Path | None = None
+) -> tuple[list[str], int]:
+    """The lines to print and the exit code: 0 when every bin reports, 1 when one does not. With
+    ``repo`` (the fleet's TUF repository) each channel's rollout too."""
     found = collect(config, wait_s=wait_s)
     if not found:
         raise SmartbinError(f"no bins found under {config.mqtt.base_topic}/+ on {broker_url(config.mqtt)}")
     bins = rows(found, stale_s=stale_s, now=datetime.now(UTC))
     stale = [b for b in bins if b.stale]
+    rollouts = []
+    if repo is not None:
+        from .fleet_repo import channels  # python-tuf: only with --repo
+        from .rollout import bin_states, standing
+
+        states = bin_states(found)
+        rollouts = [standing(name, pointer, states) for name, pointer in sorted(channels(repo).items())]
     if as_json:
-        lines = [json.dumps([asdict(b) for b in bins], indent=2)]
-    else:
-        lines = table(bins)
-        lines.append(
-            f"{len(stale)} of {len(bins)} bins stopped reporting: {', '.join(b.bin_id for b in stale)}"
-            if stale
-            else f"all {len(bins)} bins report"
-        )
+        return [
+            json.dumps(
+                {"bins": [asdict(b) for b in bins], "rollouts": [asdict(r) for r in rollouts]}, indent=2
+            )
+        ], (1 if stale else 0)
+    lines = table(bins)
+    lines.append(
+        f"{len(stale)} of {len(bins)} bins stopped reporting: {', '.join(b.bin_id for b in stale)}"
+        if stale
+        else f"all {len(bins)} bins report"
+    )
+    lines += [f"rollout {r.line()}" for r in rollouts]
     return lines, 1 if stale else 0

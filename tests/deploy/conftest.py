@@ -210,3 +210,13 @@ def assert_nothing_left(*texts: str) -> None:
     while (left := [p for t in texts for p in processes_with(t)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left == []
+
+
+@pytest.fixture
+def publisher(broker):
+    """An MQTT client on the test's broker that publishes what bins would (retained states)."""
+    from ..device.home.mqtt_broker import Subscriber
+
+    client = Subscriber(broker.port, topics=("nothing/at/all",))
+    yield client
+    client.close()

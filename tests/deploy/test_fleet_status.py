@@ -5,20 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from smartbin.device.cli import main
 from smartbin.device.home.mqtt import MqttObserver
 
 from ..device.conftest import fast_config
 from ..device.home.mqtt_broker import Subscriber, free_port
-
-
-@pytest.fixture
-def publisher(broker):
-    s = Subscriber(broker.port, topics=("nothing/at/all",))
-    yield s
-    s.close()
 
 
 def config_file(tmp_path, port: int, base_topic: str = "smartbin") -> str:
@@ -79,11 +70,13 @@ def test_fleet_status_lists_every_bin_and_flags_those_that_stopped_reporting(
     assert lines[-1] == "2 of 3 bins stopped reporting: gone, old"
 
     assert main(["fleet", "status", "--config", config, "--json", "--stale", "240"]) == 1
-    bins = {b["bin_id"]: b for b in json.loads(capsys.readouterr().out)}
+    report = json.loads(capsys.readouterr().out)
+    assert report["rollouts"] == []  # no --repo
+    bins = {b["bin_id"]: b for b in report["bins"]}
     assert list(bins) == ["fresh", "gone", "old"]
     assert set(bins["fresh"]) == {
         "bin_id", "availability", "model_version", "state", "items", "last_item", "faults", "fill",
-        "last_seen", "age_s", "stale",
+        "update", "last_seen", "age_s", "stale",
     }  # fmt: skip
     assert [bins[b]["stale"] for b in bins] == [None, "offline", None]  # 3 h is not stale within 240 minutes
     assert bins["fresh"]["items"] == 7 and bins["fresh"]["availability"] == "online"
@@ -109,7 +102,7 @@ def test_a_running_bin_reports_fresh_and_the_exit_code_is_0(tmp_path, broker, ca
     finally:
         observer.stopping()
         watcher.close()
-    (real,) = json.loads(capsys.readouterr().out)
+    (real,) = json.loads(capsys.readouterr().out)["bins"]
     assert (real["bin_id"], real["availability"], real["model_version"], real["stale"]) == (
         "real",
         "online",
