@@ -747,7 +747,8 @@ class Daemon:
             try:  # python-tuf only on a bin that fetches its own updates
                 from .updates.tuf_source import TufSource
 
-                source = TufSource(cfg.updates, cfg.mqtt.bin_id, directory / "tuf")
+                # its files go in <state_dir>/updates/, beside the updater's
+                source = TufSource(cfg.updates, cfg.mqtt.bin_id, cfg.paths.state_dir)
             except Exception as exc:  # a missing library or root.json: the bin sorts on, status says why
                 self.updates_error = f"updates: cannot check {cfg.updates.url}: {one_line(exc)}"
                 log.error("%s", self.updates_error)
