@@ -511,10 +511,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     schema, the paths and camera source on disk, and the model loaded and run as the daemon does."""
     from ..config import load_config
     from ..home.observer_setup import make_observers
-    from .config_check import check_paths, check_web
+    from .config_check import check_paths, check_updates, check_web
 
     config = load_config(args.file)
-    for warning in check_paths(config) + check_web(config):
+    for warning in check_paths(config) + check_web(config) + check_updates(config):
         print(f"smartbin: warning: {warning}", file=sys.stderr)
     make_observers(config)  # what they read at start: the MQTT password file, TLS certificates and key
     from ..thresholds import as_status, describe, thresholds_in_force

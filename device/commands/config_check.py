@@ -1,10 +1,11 @@
 """What only the file system can tell about a config, for ``smartbin config check``: folders that
 cannot be made or written, an event log that is a folder, a camera source or MQTT file that is
-not there, a path another bin's config also uses; and a review page that will show no photos or
-take no relabels."""
+not there, a path another bin's config also uses; a review page that will show no photos or take
+no relabels; and updates that cannot be checked or would never go live."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
@@ -123,3 +124,34 @@ def check_web(config: Config) -> list[str]:
         except SmartbinError as exc:
             warnings.append(f"{where}: web.token_file: the review page will accept no relabels: {exc}")
     return warnings
+
+
+def check_updates(config: Config) -> list[str]:
+    """With ``[updates] url``: :class:`ConfigError` for a ``root`` that is not there or is not a TUF
+    root (the bin could never check), and a warning when ``classifier.model`` pins the bin (updates
+    would be fetched but never go live)."""
+    updates = config.updates
+    if not updates.url:
+        return []
+    where = config.source.name if config.source else "config"
+    remedy = "copy the fleet repository's metadata/root.json there (smartbin fleet init wrote it)"
+    try:
+        root = json.loads(updates.root.read_bytes())
+    except OSError as exc:
+        raise ConfigError(
+            f"{where}: updates.root: {updates.root}: {os_error_reason(exc)}; {remedy}"
+        ) from None
+    except ValueError:
+        root = None
+    if (
+        not isinstance(root, dict)
+        or not isinstance(root.get("signed"), dict)
+        or root["signed"].get("_type") != "root"
+    ):
+        raise ConfigError(f"{where}: updates.root: {updates.root} is not a TUF root.json; {remedy}")
+    if config.classifier.model is not None:
+        return [
+            f"{where}: classifier.model pins the bin to {config.classifier.model}, so the updates it fetches "
+            "never go live; remove it to run the model store's current model"
+        ]
+    return []

@@ -470,3 +470,30 @@ def test_check_web_says_what_the_review_page_will_lack(tmp_path, capsys):
     capsys.readouterr()
     main(["config", "check", str(path)])
     assert "warning" not in capsys.readouterr().err
+
+
+# --- check_updates: updates the bin could never check, or that would never go live -------------
+
+
+def test_check_updates_refuses_a_missing_or_wrong_root_and_warns_of_a_pinned_model(tmp_path, capsys):
+    from smartbin.device.commands.config_check import check_updates
+
+    root = tmp_path / "fleet-root.json"
+    text = f'[updates]\nurl = "https://updates.example.org"\nroot = "{root}"\n'
+    assert check_updates(load_config(write(tmp_path, ""))) == []  # no updates
+
+    assert main(["config", "check", str(write(tmp_path, text))]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"smartbin: error: config.toml: updates.root: {root}: no such file or folder; copy the fleet "
+        "repository's metadata/root.json there (smartbin fleet init wrote it)"
+    )
+    root.write_text('{"signed": {"_type": "targets"}}')
+    with pytest.raises(ConfigError, match=r"updates\.root: .* is not a TUF root\.json; copy the fleet"):
+        check_updates(load_config(write(tmp_path, text)))
+    root.write_text('{"signed": {"_type": "root"}, "signatures": []}')
+    assert check_updates(load_config(write(tmp_path, text))) == []
+    pinned = load_config(write(tmp_path, text + '[classifier]\nmodel = "/opt/model"\n'))
+    assert check_updates(pinned) == [
+        "config.toml: classifier.model pins the bin to /opt/model, so the updates it fetches never go live; "
+        "remove it to run the model store's current model"
+    ]
