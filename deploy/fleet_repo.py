@@ -25,17 +25,17 @@ on the desktop side.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import (
@@ -52,6 +52,7 @@ from smartbin.device.errors import SmartbinError
 from smartbin.device.vision.bundle import load_bundle
 from smartbin.device.vision.store import bundle_tar
 
+T = TypeVar("T")
 ROLES = ("root", "targets", "snapshot", "timestamp")
 CHANNEL_PATTERN = "^[a-z0-9_-]{1,32}$"  # as [updates] channel
 SETTINGS_NAME = "fleet.json"
@@ -193,12 +194,18 @@ def open_repo(repo_dir: Path) -> Repo:
     return Repo(repo_dir, lifetimes)
 
 
-@contextlib.contextmanager
-def _locked(repo_dir: Path) -> Iterator[None]:
-    """One change to the repository at a time (a refresh timer may fire during a publish)."""
-    with open(repo_dir / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+def _changes_repo(func: Callable[..., T]) -> Callable[..., T]:
+    """``func(repo_dir, ...)`` on an initialised repository, one change at a time (a refresh timer
+    may fire during a publish)."""
+
+    @functools.wraps(func)
+    def locked(repo_dir: Path, *args: Any, **kwargs: Any) -> T:
+        open_repo(repo_dir)  # one line for a folder that is not a repository
+        with open(repo_dir / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            return func(repo_dir, *args, **kwargs)
+
+    return locked
 
 
 def _bump(md: Metadata[Any], lifetime: timedelta, now: datetime) -> None:
@@ -290,7 +297,8 @@ class Published:
     released: bool  # snapshot and timestamp signed too (else: 'fleet refresh' where their keys are)
 
 
-def _publish(
+@_changes_repo
+def publish(
     repo_dir: Path,
     keys: Path,
     bundle_dir: Path,
@@ -356,7 +364,8 @@ class Halted:
     released: bool
 
 
-def _halt(repo_dir: Path, keys: Path, channel: str, reason: str, *, now: datetime | None = None) -> Halted:
+@_changes_repo
+def halt(repo_dir: Path, keys: Path, channel: str, reason: str, *, now: datetime | None = None) -> Halted:
     """Stop ``channel``'s rollout: its pointer offers its bundle to no more bins (percent 0) and
     says why. Bins that run it keep it; ``fleet publish`` starts a rollout again."""
     now = now or _now()
@@ -402,7 +411,8 @@ class Refreshed:
     warnings: tuple[str, ...]
 
 
-def _refresh(repo_dir: Path, keys: Path, *, now: datetime | None = None) -> Refreshed:
+@_changes_repo
+def refresh(repo_dir: Path, keys: Path, *, now: datetime | None = None) -> Refreshed:
     """Sign a new timestamp; a new snapshot too when the targets changed or it passed half its
     lifetime; a new targets when its key is here and it passed half its lifetime. Say what expires
     soon that this machine cannot sign."""
@@ -463,7 +473,8 @@ class Rotated:
     pending: tuple[str, ...]  # roles that need signing where their keys are ('fleet refresh')
 
 
-def _rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None) -> Rotated:
+@_changes_repo
+def rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None) -> Rotated:
     """A new key for ``role`` in a new root version signed by the root key (for root: by the old
     and the new root key). The old key is revoked: moved to KEYS/retired/ to be destroyed."""
     if role not in ROLES:
@@ -511,41 +522,3 @@ def _rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = Non
     return Rotated(
         role, old_keyids, new_signer.public_key.keyid, root.version, tuple(resigned), tuple(pending)
     )
-
-
-def publish(
-    repo_dir: Path,
-    keys: Path,
-    bundle_dir: Path,
-    channel: str,
-    percent: int = 100,
-    *,
-    now: datetime | None = None,
-) -> Published:
-    open_repo(repo_dir)
-    with _locked(repo_dir):
-        return _publish(repo_dir, keys, bundle_dir, channel, percent, now=now)
-
-
-def refresh(repo_dir: Path, keys: Path, *, now: datetime | None = None) -> Refreshed:
-    open_repo(repo_dir)
-    with _locked(repo_dir):
-        return _refresh(repo_dir, keys, now=now)
-
-
-def halt(repo_dir: Path, keys: Path, channel: str, reason: str, *, now: datetime | None = None) -> Halted:
-    open_repo(repo_dir)
-    with _locked(repo_dir):
-        return _halt(repo_dir, keys, channel, reason, now=now)
-
-
-def rotate(repo_dir: Path, keys: Path, role: str, *, now: datetime | None = None) -> Rotated:
-    if role not in ROLES:
-        raise SmartbinError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    open_repo(repo_dir)
-    with _locked(repo_dir):
-        return _rotate(repo_dir, keys, role, now=now)
-
-
-publish.__doc__, refresh.__doc__, rotate.__doc__ = _publish.__doc__, _refresh.__doc__, _rotate.__doc__
-halt.__doc__ = _halt.__doc__
