@@ -52,10 +52,8 @@ from .records.photos import Photos
 from .records.recorder import EventRecords
 from .records.state import HEARTBEAT_S, now_iso, write_status
 from .thresholds import Threshold, as_status, thresholds_in_force
-from .updates.install import InstallFailed
-from .updates.install import install as install_update
+from .updates.on_bin import BinUpdates
 from .updates.source import UpdateSource
-from .updates.updater import FAILED, REFUSED, Updater
 from .vision.chamber import (
     CALIBRATION_FRAMES,
     FAULT_TEXT,
@@ -145,9 +143,7 @@ class Daemon:
         self._wake_w.setblocking(False)
         self.requests = CameraRequests(self._poke)  # the page's asks for the camera, served between items
         self._update_source = update_source
-        self.updater: Updater | None = None  # checks for updates on its own thread ([updates] url)
-        self.updates_error: str | None = None  # why the bin cannot check for updates
-        self._update_seen: dict[str, Any] | None = None  # the updater's status last written
+        self.updates: BinUpdates | None = None  # checked and fetched on a thread of their own
         self._last_input: np.ndarray | None = None  # the last frame the model saw (the health check's)
 
     # --- life cycle ---------------------------------------------------------------------
@@ -200,16 +196,14 @@ class Daemon:
         self.camera.open()
         self.chamber = Chamber(cfg.paths.state_dir, cfg.empty, cfg.camera)
         self._schedule_refresh()
-        self.updater = self._make_updater()
-        if self.updater is not None:
-            self.updater.start(self.model_version)
-            self._update_seen = self.updater.status()
+        self.updates = BinUpdates(cfg, self._update_source, wake=self._poke)
+        self.updates.start(self.model_version)
         self.state = "ready"
         self._write_status()
         self.notifier.ready(self._status_line())
         self.observers.notify("attach", self.requests)
-        if self.updater is not None:
-            self.observers.notify("attach_updates", self.updater.check_now)
+        if self.updates.updater is not None:
+            self.observers.notify("attach_updates", self.updates.updater.check_now)
         self.observers.notify("started", self.status())
         log.info(
             "ready: model %s, camera %s, lid on GPIO %d", self.model_version, self.camera.name, cfg.lid.pin
@@ -345,8 +339,8 @@ class Daemon:
             return
         self.state = "stopping"
         self.requests.close("the bin is stopping")
-        if self.updater is not None:
-            self.updater.stop()
+        if self.updates is not None:
+            self.updates.stop()
         self.notifier.stopping()
         self.observers.notify("stopping")
         if self.lid is not None:
@@ -723,8 +717,8 @@ class Daemon:
             if self.sorter is not None:  # it reads travel and hold times from its config at each move
                 self.sorter.config = config
             self.model_path, self.classifier = path, classifier
-            if self.updater is not None:
-                self.updater.set_installed(self.model_version)
+            if self.updates is not None:
+                self.updates.set_installed(self.model_version)
             log.info("reloaded: model %s from %s (was %s)", self.model_version, path, old)
             if waiting:
                 log.warning("changes to [%s] take effect at the next restart", "], [".join(waiting))
@@ -736,60 +730,19 @@ class Daemon:
 
     # --- updates: checked and fetched on the updater's thread, installed here between items ---
 
-    def _make_updater(self) -> Updater | None:
-        """The updater ``[updates] url`` asks for (or the one for ``update_source``), else None."""
-        cfg = self.config
-        source = self._update_source
-        if source is None and not cfg.updates.url:
-            return None
-        directory = cfg.paths.state_dir / "updates"
-        if source is None:
-            try:  # python-tuf only on a bin that fetches its own updates
-                from .updates.tuf_source import TufSource
-
-                # its files go in <state_dir>/updates/, beside the updater's
-                source = TufSource(cfg.updates, cfg.mqtt.bin_id, cfg.paths.state_dir)
-            except Exception as exc:  # a missing library or root.json: the bin sorts on, status says why
-                self.updates_error = f"updates: cannot check {cfg.updates.url}: {one_line(exc)}"
-                log.error("%s", self.updates_error)
-                return None
-        return Updater(cfg.updates, source, directory, wake=self._poke)
-
     def _serve_update(self) -> bool:
-        """Install a fetched bundle, or pass on the updater's new state; whether anything was done."""
-        if self.updater is None:
+        """Install a fetched bundle, or pass on the updates' new state; whether anything was done."""
+        if self.updates is None:
             return False
-        fetched = self.updater.take()
-        if fetched is not None:
-            self._install_update(fetched)
-            return True
-        if self.updater.status() == self._update_seen:
-            return False
-        self._write_status()
-        self.observers.notify("status_changed", self.status())
-        return True
-
-    def _install_update(self, fetched: Any) -> None:
-        old, version = self.model_version, fetched.offer.version
-        log.info("updates: installing %s (running %s)", version, old)
-        try:
-            installed = install_update(fetched.path, self.config, self._health_frames())
-        except InstallFailed as exc:
-            self.updater.finish(fetched, error=str(exc), remember=exc.remember)
-        else:
+        installed = self.updates.install_fetched(self.config, self.model_version, self._health_frames)
+        if installed is not None:
             self.model_path, self.classifier = installed.path, installed.classifier
-            self.updater.finish(fetched)
-            log.info(
-                "updates: model %s from %s (was %s; health check on %d frame(s) of this bin)",
-                self.model_version,
-                installed.path,
-                old,
-                installed.checked_on,
-            )
-        self.updater.set_installed(self.model_version)
+        elif not self.updates.changed():
+            return False
         self._write_status()
         self.notifier.status(self._status_line())
         self.observers.notify("status_changed", self.status())
+        return True
 
     def _health_frames(self) -> list[np.ndarray]:
         """Real frames of this bin for a new model's health check: the last frame a model saw, the
@@ -804,23 +757,6 @@ class Daemon:
             taken, _ = self._capture_lit(1)
             frames += taken
         return frames
-
-    def _update_status(self) -> dict[str, Any] | None:
-        if self.updater is not None:
-            status = self.updater.status()
-            self._update_seen = status
-            return status
-        if self.updates_error:
-            return {"state": FAILED, "reason": self.updates_error, "url": self.config.updates.url}
-        return None
-
-    def _update_warnings(self) -> list[str]:
-        if self.updater is None:
-            return [self.updates_error] if self.updates_error else []
-        status = self.updater.status()
-        if status["state"] in (FAILED, REFUSED):
-            return [f"update {status['state']}: {status['reason']}"]
-        return []
 
     @property
     def model_version(self) -> str | None:
@@ -849,7 +785,9 @@ class Daemon:
             out += self.chamber.warnings()
         if self.photos is not None:
             out += self.photos.warnings()
-        return out + config_reload.warnings(self.last_reload) + self._update_warnings()
+        return (
+            out + config_reload.warnings(self.last_reload) + (self.updates.warnings() if self.updates else [])
+        )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -869,7 +807,7 @@ class Daemon:
             "images": self.photos.status() if self.photos is not None else None,
             **({"fill": self.fill.status()} if self.fill is not None else {}),
             "empty_reference": self.chamber.status() if self.chamber is not None else None,
-            "update": self._update_status(),
+            "update": self.updates.status() if self.updates else None,
             "warnings": self.warnings(),
             "observers": self.observers.status(),
         }

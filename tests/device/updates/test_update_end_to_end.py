@@ -32,7 +32,7 @@ def test_a_bin_installs_what_its_owner_published_and_sorts_with_it(make_bin, tmp
     watch = Watch()
     with make_bin("red", "blue", config=config, observers=[watch]) as b:
         assert b.item().model_version == OLD
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.check_now()
         update = watch.until(lambda u: u["installed_version"] == NEW, "the published model live")
         after = b.item()
 

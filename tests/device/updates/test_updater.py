@@ -90,7 +90,7 @@ def test_a_new_version_goes_live_between_items_and_the_next_item_is_sorted_with_
     source.gate = watch.item_begun  # the download ends while an item is in hand
     with make_bin("red", "blue", config=store_config, observers=[watch], update_source=source) as b:
         assert b.daemon.status()["update"]["installed_version"] == OLD
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.check_now()
         b.lid_pin.drive_low()
         first = b.events.get(timeout=WAIT_S)
         b.lid_pin.drive_high()
@@ -116,11 +116,11 @@ def test_a_bundle_that_fails_its_health_check_is_rolled_back_and_never_tried_aga
     source.offering = "bad-nan-on-red-float32"  # passes every check at load; NaN on a red frame
     with make_bin("red", "red", "red", config=store_config, observers=[watch], update_source=source) as b:
         assert b.item().label == "can"  # the frame the health check runs the new model on
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.check_now()
         failed = watch.until(lambda u: u["state"] == "failed", "the health check failing")
         assert ModelStore(store_config.paths.models_dir).current == OLD
         again = b.item()
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.check_now()
         skipped = watch.until(lambda u: "not tried again" in (u["reason"] or ""), "a second check")
         warnings = b.daemon.warnings()
 
@@ -139,13 +139,13 @@ def test_a_refused_version_is_remembered_across_a_restart(make_bin, store_config
     source.fetch_errors = [UpdateError("targets: signature threshold not reached (0 of 1)", refused=True)]
     watch = Watch()
     with make_bin("red", config=store_config, observers=[watch], update_source=source) as b:
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.check_now()
         refused = watch.until(lambda u: u["state"] == "refused", "the refusal")
     assert refused["reason"] == f"{NEW}: targets: signature threshold not reached (0 of 1)"
 
     watch = Watch()  # a new daemon on the same state directory
     with make_bin("red", config=store_config, observers=[watch], update_source=source) as b:
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.check_now()
         again = watch.until(lambda u: u["state"] == "refused" and u["last_check_at"], "the second check")
         assert b.item().model_version == OLD
     assert source.offers == 2 and source.fetched == [NEW]  # asked again, never fetched again
@@ -162,8 +162,8 @@ def test_a_passing_failure_is_tried_again_by_the_schedule_sooner_than_the_interv
     source.offer_errors = [UpdateError("cannot reach https://updates.example/bins: connection refused")]
     watch = Watch()
     with make_bin("red", config=store_config, observers=[watch], update_source=source) as b:
-        b.daemon.updater.retry_s = 0.2  # 60 s on a bin
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.retry_s = 0.2  # 60 s on a bin
+        b.daemon.updates.updater.check_now()
         failed = watch.until(lambda u: u["state"] == "failed", "the failed check")
         live = watch.until(lambda u: u["installed_version"] == NEW, "the retry installing it")
     assert "connection refused" in failed["reason"] and failed["not_retried"] is None
@@ -220,7 +220,7 @@ def test_status_the_page_and_the_warnings_say_why_a_version_was_refused(tmp_path
     watch, web = Watch(), WebObserver(config)
     camera = FolderCamera(tmp_path / "photos", frames_per_image=config.classifier.frames)
     with Bin(config, factory, camera, observers=[watch, web], update_source=source) as b:
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.check_now()
         watch.until(lambda u: u["state"] == "refused", "the refusal")
         http = page_of(web)
         deadline = time.monotonic() + WAIT_S
@@ -251,8 +251,8 @@ def test_a_bin_pinned_to_a_model_file_is_told_so_and_tries_again_later(make_bin,
     source.offering = "colour3-float32"
     watch = Watch()
     with make_bin("red", config=config, observers=[watch], update_source=source) as b:
-        b.daemon.updater.retry_s = 30.0
-        b.daemon.updater.check_now()
+        b.daemon.updates.updater.retry_s = 30.0
+        b.daemon.updates.updater.check_now()
         failed = watch.until(lambda u: u["state"] == "failed", "the install failing")
         assert b.item().model_version == OLD
     assert "classifier.model pins the bin to" in failed["reason"] and failed["not_retried"] is None
