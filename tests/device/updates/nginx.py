@@ -36,10 +36,21 @@ def free_port() -> int:
 
 
 class Nginx:
-    """``start()``/``stop()`` nginx serving ``root`` on the same port as often as a test likes."""
+    """``start()``/``stop()`` nginx serving ``root`` on the same port as often as a test likes.
 
-    def __init__(self, folder: Path, root: Path) -> None:
+    ``worker_connections``: more for many clients at once (scripts/bench_fleet_updates.py);
+    ``log_format``: the access log's line instead of nginx's ``combined`` (:meth:`requests` reads
+    only ``combined``)."""
+
+    def __init__(
+        self, folder: Path, root: Path, *, worker_connections: int = 64, log_format: str | None = None
+    ) -> None:
         self.folder, self.root, self.port = folder, root, free_port()
+        access_log = (
+            f"log_format custom '{log_format}';\n    access_log {folder}/access.log custom;"
+            if log_format
+            else f"access_log {folder}/access.log;"
+        )
         self.config = folder / "nginx.conf"
         user = "user root;\n" if os.geteuid() == 0 else ""  # root's workers would drop to nobody
         self.config.write_text(
@@ -47,9 +58,9 @@ class Nginx:
 daemon off;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
-events {{ worker_connections 64; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
-    access_log {folder}/access.log;
+    {access_log}
     client_body_temp_path {folder}/client_body;
     proxy_temp_path {folder}/proxy;
     fastcgi_temp_path {folder}/fastcgi;
