@@ -28,23 +28,19 @@ from smartbin.deploy.loopback import PACKAGES, Sshd, missing_tools, start_sshd
 from smartbin.device.errors import SmartbinError
 from smartbin.device.records.lock import StateDirLock
 
+from ..required import missing
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_MODELS = REPO / "tests" / "fixtures" / "models"
 SMARTBIN = str(Path(sys.executable).parent / "smartbin")
 FAKE_DAEMON = Path(__file__).with_name("fake_daemon.py")
 
 
-def _need(tool: str) -> None:
-    if os.environ.get("SMARTBIN_REQUIRE_SSHD") == "1":
-        pytest.fail(f"{tool} is not installed but SMARTBIN_REQUIRE_SSHD=1 (install {PACKAGES})")
-    pytest.skip(f"{tool} is not installed (apt install {PACKAGES})")
-
-
 @pytest.fixture(scope="session")
 def ssh_tools() -> None:
     """Skip (with SMARTBIN_REQUIRE_SSHD=1: fail) without sshd, ssh, ssh-keygen or rsync."""
     for tool in missing_tools():
-        _need(tool)
+        missing(f"{tool} is not installed (apt install {PACKAGES})", "SSHD")
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ import pytest
 
 from smartbin.device.cli import build_parser
 
+from ..required import missing
+
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = SYSTEMD / "smartbin.service"
 MAX_EXPOSURE = 3.0
@@ -122,9 +124,7 @@ def systemd_analyze() -> str:
         if match and int(match.group(1)) >= 252:
             return found
         why = f"systemd-analyze is too old for --offline (need 252): {version.splitlines()[:1]}"
-    if os.environ.get("SMARTBIN_REQUIRE_SYSTEMD_ANALYZE") == "1":
-        pytest.fail(why)
-    pytest.skip(why)
+    missing(why, "SYSTEMD_ANALYZE")
 
 
 def test_security_exposure_is_at_most_3() -> None:
@@ -187,9 +187,7 @@ def test_simulation_runs_under_the_units_system_call_filter(service, tmp_path: P
     try:
         ctypes.CDLL("libseccomp.so.2")
     except OSError:
-        if os.environ.get("SMARTBIN_REQUIRE_SYSTEMD_ANALYZE") == "1":
-            pytest.fail("libseccomp.so.2 is not installed (apt install libseccomp2)")
-        pytest.skip("libseccomp.so.2 is not installed")
+        missing("libseccomp.so.2 is not installed (apt install libseccomp2)", "SYSTEMD_ANALYZE")
     assert one(service, "SystemCallErrorNumber") == "EPERM"
     assert one(service, "MemoryDenyWriteExecute") == "yes"
     allowed: set[str] = set()

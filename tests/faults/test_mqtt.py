@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ..required import missing
 from .conftest import MODELS, assert_one_line_error, run_smartbin
 
 
@@ -141,9 +142,7 @@ def test_forget_refuses_a_bin_id_that_is_not_one(tmp_path):
 def test_forget_refused_by_the_broker_says_why(tmp_path):
     mosquitto = Path("/usr/sbin/mosquitto")
     if not mosquitto.is_file():
-        if os.environ.get("SMARTBIN_REQUIRE_MOSQUITTO") == "1":
-            pytest.fail("mosquitto is not installed but SMARTBIN_REQUIRE_MOSQUITTO=1 (apt install mosquitto)")
-        pytest.skip("mosquitto is not installed (apt install mosquitto)")
+        missing("mosquitto is not installed (apt install mosquitto)", "MOSQUITTO")
     port = closed_port()
     passwords = tmp_path / "passwords"
     passwords.write_text("")

@@ -18,25 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+
+from smartbin.deploy.loopback import free_port
+
+from ...required import missing
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 WAIT_S = 10.0
 
 
 def need_mosquitto() -> None:
-    if Path(MOSQUITTO).is_file():
-        return
-    if os.environ.get("SMARTBIN_REQUIRE_MOSQUITTO") == "1":
-        pytest.fail("mosquitto is not installed but SMARTBIN_REQUIRE_MOSQUITTO=1 (apt install mosquitto)")
-    pytest.skip("mosquitto is not installed (apt install mosquitto)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    if not Path(MOSQUITTO).is_file():
+        missing("mosquitto is not installed (apt install mosquitto)", "MOSQUITTO")
 
 
 @dataclass

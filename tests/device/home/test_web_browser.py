@@ -4,7 +4,6 @@ installed, unless SMARTBIN_REQUIRE_CHROMIUM=1 (CI)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import tempfile
@@ -16,6 +15,7 @@ import pytest
 from smartbin.device.home.observer_setup import make_observers
 from smartbin.device.records.events import EventLog, ItemEvent, reviewed_labels
 
+from ...required import missing
 from .web_client import StageCamera, new_token, page_of, wait_for_items, web_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -29,11 +29,9 @@ TAP_PX = 44  # the smallest tap target (Apple's and Google's guidelines: 44 pt, 
 @pytest.fixture
 def browser() -> Iterator[object]:
     if CHROMIUM is None or CHROMEDRIVER is None:
-        if os.environ.get("SMARTBIN_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(
-                "chromium is not installed but SMARTBIN_REQUIRE_CHROMIUM=1 (apt install chromium chromium-driver)"
-            )
-        pytest.skip("needs Debian's chromium and chromium-driver (apt install chromium chromium-driver)")
+        missing(
+            "needs Debian's chromium and chromium-driver (apt install chromium chromium-driver)", "CHROMIUM"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -15,24 +15,17 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
+from smartbin.deploy.loopback import free_port
+
+from ...required import missing
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 WAIT_S = 10.0
 
 
 def need_nginx() -> None:
-    if Path(NGINX).is_file():
-        return
-    if os.environ.get("SMARTBIN_REQUIRE_NGINX") == "1":
-        pytest.fail("nginx is not installed but SMARTBIN_REQUIRE_NGINX=1 (apt install nginx-light)")
-    pytest.skip("nginx is not installed (apt install nginx-light)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    if not Path(NGINX).is_file():
+        missing("nginx is not installed (apt install nginx-light)", "NGINX")
 
 
 class Nginx:
