@@ -267,8 +267,8 @@ def cmd_fleet_guard(args: argparse.Namespace) -> int:
     from smartbin.device.errors import SmartbinError
 
     from .fleet_repo import channels, halt
-    from .fleet_status import collect
-    from .rollout import bin_states, halt_reason, standing
+    from .fleet_status import bin_states, collect
+    from .rollout import halt_reason, standing
 
     config = load_config_of(args)
     while True:

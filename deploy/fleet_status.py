@@ -77,16 +77,25 @@ def collect(config: Config, *, wait_s: float) -> dict[str, dict[str, bytes]]:
         client.loop_stop()
 
 
+def bin_states(found: dict[str, dict[str, bytes]]) -> dict[str, dict[str, Any]]:
+    """Each bin's retained state as a dict (an unreadable one: empty)."""
+    states = {}
+    for bin_id, kinds in found.items():
+        try:
+            state = json.loads(kinds.get("state", b"{}"))
+        except ValueError:
+            state = {}
+        states[bin_id] = state if isinstance(state, dict) else {}
+    return states
+
+
 def rows(found: dict[str, dict[str, bytes]], *, stale_s: float, now: datetime) -> list[BinRow]:
     """One row per bin, sorted by id, each with why it is stale (if it is)."""
+    states = bin_states(found)
     out = []
     for bin_id in sorted(found):
         availability = found[bin_id].get("availability", b"").decode("utf-8", "replace") or None
-        try:
-            state = json.loads(found[bin_id].get("state", b"{}"))
-        except ValueError:
-            state = {}
-        state = state if isinstance(state, dict) else {}
+        state = states[bin_id]
         seen = _published(state)
         age = round((now - seen).total_seconds(), 1) if seen else None
         last_item = state.get("last_item") if isinstance(state.get("last_item"), dict) else None
@@ -223,16 +232,14 @@ def fleet_status(
     rollouts = []
     if repo is not None:
         from .fleet_repo import channels  # python-tuf: only with --repo
-        from .rollout import bin_states, standing
+        from .rollout import standing
 
         states = bin_states(found)
         rollouts = [standing(name, pointer, states) for name, pointer in sorted(channels(repo).items())]
+    code = 1 if stale else 0
     if as_json:
-        return [
-            json.dumps(
-                {"bins": [asdict(b) for b in bins], "rollouts": [asdict(r) for r in rollouts]}, indent=2
-            )
-        ], (1 if stale else 0)
+        report = {"bins": [asdict(b) for b in bins], "rollouts": [asdict(r) for r in rollouts]}
+        return [json.dumps(report, indent=2)], code
     lines = table(bins)
     lines.append(
         f"{len(stale)} of {len(bins)} bins stopped reporting: {', '.join(b.bin_id for b in stale)}"
@@ -240,4 +247,4 @@ def fleet_status(
         else f"all {len(bins)} bins report"
     )
     lines += [f"rollout {r.line()}" for r in rollouts]
-    return lines, 1 if stale else 0
+    return lines, code

@@ -13,7 +13,6 @@ then halts the channel (:func:`~.fleet_repo.halt`), so no further bin takes the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,18 +45,6 @@ class Standing:
         if self.halted:
             text += f"; halted: {self.halted}"
         return text
-
-
-def bin_states(found: dict[str, dict[str, bytes]]) -> dict[str, dict[str, Any]]:
-    """Each bin's retained state as a dict (an unreadable one: empty)."""
-    states = {}
-    for bin_id, kinds in found.items():
-        try:
-            state = json.loads(kinds.get("state", b"{}"))
-        except ValueError:
-            state = {}
-        states[bin_id] = state if isinstance(state, dict) else {}
-    return states
 
 
 def standing(
