@@ -24,14 +24,15 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 @pytest.fixture
 def nginx_for(tmp_path: Path) -> Iterator[object]:
     """``nginx_for(folder)``: a real nginx of the test's own serving ``folder`` on 127.0.0.1
-    (skipped without nginx); stopped at the end of the test."""
+    (skipped without nginx), or ``nginx_for(proxy_to=URL)`` one that is an HTTP proxy in front of
+    URL; stopped at the end of the test."""
     need_nginx()
     started: list[Nginx] = []
 
-    def start(root: Path) -> Nginx:
+    def start(root: Path | None = None, *, proxy_to: str | None = None) -> Nginx:
         folder = tmp_path / f"nginx{len(started)}"
         folder.mkdir()
-        server = Nginx(folder, root)
+        server = Nginx(folder, root or folder, proxy_to=proxy_to)
         server.start()
         started.append(server)
         return server

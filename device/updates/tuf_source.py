@@ -236,7 +236,7 @@ class TufSource:
             have = 0
         if have == length:
             return
-        http = urllib3.PoolManager(headers={"User-Agent": "smartbin"})
+        http = _pool_for(url)
         timeout = urllib3.Timeout(connect=self.socket_timeout, read=self.socket_timeout)
         try:
             response = http.request(
@@ -321,6 +321,23 @@ class TufSource:
         final = bundles / bundle.version
         os.rename(work, final)
         return final
+
+
+def _pool_for(url: str) -> Any:
+    """A urllib3 pool for ``url`` through the proxy the environment names (``http_proxy``,
+    ``https_proxy``, ``all_proxy``, ``no_proxy``), as ngclient fetches the metadata: a bin that
+    reaches the repository only through a proxy gets its bundles the same way."""
+    from urllib.request import getproxies, proxy_bypass
+
+    import urllib3
+
+    headers = {"User-Agent": "smartbin"}
+    parsed = urllib3.util.parse_url(url)
+    proxies = getproxies()
+    proxy = proxies.get(parsed.scheme or "http") or proxies.get("all")
+    if proxy and not proxy_bypass(parsed.host or ""):
+        return urllib3.ProxyManager(proxy, headers=headers)
+    return urllib3.PoolManager(headers=headers)
 
 
 def _root(metadata_dir: Path) -> Any:

@@ -33,10 +33,16 @@ class Nginx:
 
     ``worker_connections``: more for many clients at once (scripts/bench_fleet_updates.py);
     ``log_format``: the access log's line instead of nginx's ``combined`` (:meth:`requests` reads
-    only ``combined``)."""
+    only ``combined``); ``proxy_to``: an HTTP proxy in front of that URL instead of a file server."""
 
     def __init__(
-        self, folder: Path, root: Path, *, worker_connections: int = 64, log_format: str | None = None
+        self,
+        folder: Path,
+        root: Path,
+        *,
+        worker_connections: int = 64,
+        log_format: str | None = None,
+        proxy_to: str | None = None,
     ) -> None:
         self.folder, self.root, self.port = folder, root, free_port()
         access_log = (
@@ -63,7 +69,7 @@ http {{
     server {{
         listen 127.0.0.1:{self.port};
         root {root};
-        location / {{ }}
+        location / {{ {f"proxy_pass {proxy_to};" if proxy_to else ""} }}
     }}
 }}
 """

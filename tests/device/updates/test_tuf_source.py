@@ -227,6 +227,34 @@ def test_a_server_that_is_down_is_a_passing_failure(fleet, tmp_path, live):
     assert not caught.value.refused
 
 
+def use_proxy(monkeypatch: pytest.MonkeyPatch, url: str, *, no_proxy: str) -> None:
+    for name in ("HTTP_PROXY", "all_proxy", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", url)
+    monkeypatch.setenv("no_proxy", no_proxy)
+
+
+def test_a_bin_behind_a_proxy_fetches_metadata_and_bundle_through_it(fleet, tmp_path, nginx_for, monkeypatch):
+    proxy = nginx_for(proxy_to=fleet.url)
+    use_proxy(monkeypatch, proxy.url, no_proxy="bins.example")
+    fleet.publish()
+    source = fleet.source(tmp_path / "state")
+    offer = source.offer()
+    assert source.fetch(offer).name == "colour4-int8-1"
+    through = [line.split()[1] for line in proxy.requests()]
+    assert f"{fleet.url}/metadata/timestamp.json" in through
+    assert f"{fleet.url}/targets/bundles/{offer.sha256}.colour4-int8-1.tar" in through
+
+
+def test_no_proxy_sends_the_bundle_past_the_proxy(fleet, tmp_path, nginx_for, monkeypatch):
+    proxy = nginx_for(proxy_to=fleet.url)
+    use_proxy(monkeypatch, proxy.url, no_proxy="127.0.0.1")
+    fleet.publish()
+    source = fleet.source(tmp_path / "state")
+    assert source.fetch(source.offer()).name == "colour4-int8-1"
+    assert proxy.requests() == []
+
+
 def test_a_cut_download_resumes_where_it_stopped_at_a_bounded_rate(fleet, tmp_path, nginx_for):
     fleet.publish()
     source = fleet.source(tmp_path / "state", max_rate_kb_s=2)
