@@ -633,8 +633,7 @@ class Daemon:
         self.chamber = Chamber(cfg.paths.state_dir, cfg.empty, cfg.camera)
         self._schedule_refresh()
         log.info("empty reference stored from the review page (%d frames)", len(frames))
-        self._write_status()
-        self.observers.notify("status_changed", self.status())
+        self.observers.notify("status_changed", self._write_status())
         return self.chamber.status()
 
     def _test_item(self) -> dict[str, Any]:
@@ -723,9 +722,9 @@ class Daemon:
             if waiting:
                 log.warning("changes to [%s] take effect at the next restart", "], [".join(waiting))
         self.last_reload = config_reload.outcome(self.model_version, error, waiting)
-        self._write_status()
+        status = self._write_status()
         self.notifier.ready(self._status_line())
-        self.observers.notify("status_changed", self.status())
+        self.observers.notify("status_changed", status)
         return error is None
 
     # --- updates: checked and fetched on the updater's thread, installed here between items ---
@@ -739,9 +738,9 @@ class Daemon:
             self.model_path, self.classifier = installed.path, installed.classifier
         elif not self.updates.changed():
             return False
-        self._write_status()
+        status = self._write_status()
         self.notifier.status(self._status_line())
-        self.observers.notify("status_changed", self.status())
+        self.observers.notify("status_changed", status)
         return True
 
     def _health_frames(self) -> list[np.ndarray]:
@@ -812,12 +811,14 @@ class Daemon:
             "observers": self.observers.status(),
         }
 
-    def _write_status(self) -> None:
+    def _write_status(self) -> dict[str, Any]:
+        """Write status.json; the status written, for observers to hear the same snapshot (the
+        updater's thread may change its part between two calls of :meth:`status`)."""
         self._status_written = time.monotonic()
         self._status_due = None
+        status = self.status()
+        self._observers_written = status["observers"]
         try:
-            status = self.status()
-            self._observers_written = status["observers"]
             write_status(self.config.paths.state_dir, status)
         except OSError as exc:  # a full or read-only disk must not stop the sorting
             error = os_error_reason(exc)
@@ -828,3 +829,4 @@ class Daemon:
             if self._status_error is not None:
                 log.info("status.json is written again")
             self._status_error = None
+        return status
